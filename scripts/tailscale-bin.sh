@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds the official tailscale, tailscaled and derper at one version with `go install` into a cache
+# folder keyed by that version, and prints the folder. A second call for a built version is instant.
+#
+#   scripts/tailscale-bin.sh v1.104.5      -> /root/.cache/weft/tailscale/v1.104.5
+#   scripts/tailscale-bin.sh oldest|newest -> the versions pinned in scripts/tailscale-versions.env
+#
+# The cache root is $WEFT_TAILSCALE_CACHE (default: ${XDG_CACHE_HOME:-$HOME/.cache}/weft/tailscale).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tailscale-versions.env
+source "$here/tailscale-versions.env"
+
+version=${1:-}
+case "$version" in
+  oldest) version=$TAILSCALE_OLDEST ;;
+  newest) version=$TAILSCALE_NEWEST ;;
+  v[0-9]*.[0-9]*.[0-9]*) ;;
+  *) echo "usage: $0 VERSION|oldest|newest (VERSION like v1.104.5)" >&2; exit 2 ;;
+esac
+
+root=${WEFT_TAILSCALE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/weft/tailscale}
+dir=$root/$version
+bins=(tailscale tailscaled derper)
+
+complete() { for b in "${bins[@]}"; do [ -x "$dir/$b" ] || return 1; done; }
+
+if complete; then echo "$dir"; exit 0; fi
+
+if ! command -v go >/dev/null 2>&1; then
+  if [ -x /usr/local/go/bin/go ]; then PATH=$PATH:/usr/local/go/bin; else
+    echo "go is not installed: it is needed to build the official tailscale binaries" >&2; exit 1
+  fi
+fi
+
+mkdir -p "$root"
+# One builder per version at a time; the others wait and then find the finished folder.
+exec 9>"$root/.$version.lock"
+flock 9
+if complete; then echo "$dir"; exit 0; fi
+
+tmp=$(mktemp -d "$root/.$version.build.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+for b in "${bins[@]}"; do
+  echo "building tailscale.com/cmd/$b@$version" >&2
+  # GOTOOLCHAIN=auto: newer releases need a newer Go than the machine's; go fetches that toolchain
+  # from the module proxy (the machine's go.env pins GOTOOLCHAIN=local).
+  GOBIN=$tmp GOTOOLCHAIN=auto go install "tailscale.com/cmd/$b@$version" >&2
+done
+rm -rf "$dir"
+mv "$tmp" "$dir"
+trap - EXIT
+echo "$dir"
