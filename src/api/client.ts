@@ -1,0 +1,215 @@
+/**
+ * A small client for weft's REST API, used by the CLI. It talks either to the local admin socket
+ * (no key needed) or to a server URL with a bearer API key. node:http is used rather than fetch
+ * because fetch cannot reach a unix socket without an extra dependency.
+ */
+import { request as httpRequest, type RequestOptions } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { isErrorCode } from '../types/errors.ts';
+import type { ApiKeyJson, PreAuthKeyJson, ProblemJson, UserJson } from './wire.ts';
+
+export type ApiTarget = { socketPath: string } | { url: string; apiKey: string };
+
+/** The server answered with a problem document, or could not be reached at all. */
+export class ApiError extends Error {
+  readonly status: number | undefined;
+  readonly code: string;
+
+  constructor(message: string, code: string, status?: number) {
+    super(message);
+    this.name = 'ApiError';
+    this.code = code;
+    this.status = status;
+  }
+}
+
+/** Largest response body the client will read; listings of many thousands of objects fit easily. */
+const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+
+export class ApiClient {
+  readonly #target: ApiTarget;
+  readonly #timeoutMs: number;
+
+  constructor(target: ApiTarget, options: { timeoutMs?: number } = {}) {
+    this.#target = target;
+    this.#timeoutMs = options.timeoutMs ?? 10_000;
+  }
+
+  /** Where requests go, for error messages. */
+  describeTarget(): string {
+    return 'socketPath' in this.#target
+      ? `the local weft socket ${this.#target.socketPath}`
+      : this.#target.url;
+  }
+
+  listUsers(filter: { name?: string; email?: string; id?: string } = {}): Promise<UserJson[]> {
+    return this.#call<{ users: UserJson[] }>('GET', `/api/v1/user${query(filter)}`).then((r) => r.users);
+  }
+
+  createUser(body: { name: string; displayName?: string; email?: string }): Promise<UserJson> {
+    return this.#call<{ user: UserJson }>('POST', '/api/v1/user', body).then((r) => r.user);
+  }
+
+  renameUser(id: string, newName: string): Promise<UserJson> {
+    const path = `/api/v1/user/${encodeURIComponent(id)}/rename/${encodeURIComponent(newName)}`;
+    return this.#call<{ user: UserJson }>('POST', path).then((r) => r.user);
+  }
+
+  deleteUser(id: string): Promise<void> {
+    return this.#call('DELETE', `/api/v1/user/${encodeURIComponent(id)}`).then(() => undefined);
+  }
+
+  listPreAuthKeys(filter: { user?: string } = {}): Promise<PreAuthKeyJson[]> {
+    return this.#call<{ preAuthKeys: PreAuthKeyJson[] }>('GET', `/api/v1/preauthkey${query(filter)}`).then(
+      (r) => r.preAuthKeys,
+    );
+  }
+
+  createPreAuthKey(body: {
+    user: string;
+    reusable: boolean;
+    ephemeral: boolean;
+    expiration: string;
+    aclTags: string[];
+  }): Promise<PreAuthKeyJson> {
+    return this.#call<{ preAuthKey: PreAuthKeyJson }>('POST', '/api/v1/preauthkey', body).then(
+      (r) => r.preAuthKey,
+    );
+  }
+
+  expirePreAuthKey(prefix: string): Promise<PreAuthKeyJson> {
+    return this.#call<{ preAuthKey: PreAuthKeyJson }>('POST', '/api/v1/preauthkey/expire', { prefix }).then(
+      (r) => r.preAuthKey,
+    );
+  }
+
+  listApiKeys(): Promise<ApiKeyJson[]> {
+    return this.#call<{ apiKeys: ApiKeyJson[] }>('GET', '/api/v1/apikey').then((r) => r.apiKeys);
+  }
+
+  createApiKey(expiration: string): Promise<string> {
+    return this.#call<{ apiKey: string }>('POST', '/api/v1/apikey', { expiration }).then((r) => r.apiKey);
+  }
+
+  expireApiKey(prefix: string): Promise<ApiKeyJson> {
+    return this.#call<{ apiKey: ApiKeyJson }>('POST', '/api/v1/apikey/expire', { prefix }).then(
+      (r) => r.apiKey,
+    );
+  }
+
+  #call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (payload) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = String(payload.length);
+    }
+    let options: RequestOptions;
+    let send = httpRequest;
+    if ('socketPath' in this.#target) {
+      options = {
+        socketPath: this.#target.socketPath,
+        path,
+        method,
+        headers: { ...headers, host: 'localhost' },
+      };
+    } else {
+      const base = new URL(this.#target.url);
+      headers.authorization = `Bearer ${this.#target.apiKey}`;
+      const basePath = base.pathname.replace(/\/+$/, '');
+      options = {
+        protocol: base.protocol,
+        hostname: base.hostname,
+        port: base.port,
+        path: basePath + path,
+        method,
+        headers,
+      };
+      if (base.protocol === 'https:') send = httpsRequest;
+    }
+    return new Promise<T>((resolve, reject) => {
+      const req = send({ ...options, timeout: this.#timeoutMs }, (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > MAX_RESPONSE_BYTES) {
+            req.destroy(
+              new ApiError(
+                `the response from ${this.describeTarget()} is too large`,
+                'CLIENT_RESPONSE_TOO_LARGE',
+              ),
+            );
+            return;
+          }
+          chunks.push(chunk);
+        });
+        res.on('end', () => {
+          try {
+            resolve(
+              decodeResponse<T>(
+                res.statusCode ?? 0,
+                Buffer.concat(chunks).toString('utf8'),
+                this.describeTarget(),
+              ),
+            );
+          } catch (err) {
+            reject(err);
+          }
+        });
+        res.on('error', reject);
+      });
+      req.on('timeout', () =>
+        req.destroy(
+          new ApiError(
+            `${this.describeTarget()} did not answer within ${this.#timeoutMs} ms`,
+            'CLIENT_TIMEOUT',
+          ),
+        ),
+      );
+      req.on('error', (err: NodeJS.ErrnoException) => reject(connectionError(err, this.describeTarget())));
+      req.end(payload);
+    });
+  }
+}
+
+function query(params: Record<string, string | undefined>): string {
+  const entries = Object.entries(params).filter((e): e is [string, string] => e[1] !== undefined);
+  return entries.length === 0 ? '' : `?${new URLSearchParams(entries).toString()}`;
+}
+
+function decodeResponse<T>(status: number, text: string, where: string): T {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new ApiError(
+      `${where} answered HTTP ${status} with a body that is not JSON`,
+      'CLIENT_BAD_RESPONSE',
+      status,
+    );
+  }
+  if (status >= 200 && status < 300) return json as T;
+  const problem = json as Partial<ProblemJson>;
+  const code = isErrorCode(problem.code) ? problem.code : 'CLIENT_BAD_RESPONSE';
+  throw new ApiError(problem.detail ?? `${where} answered HTTP ${status}`, code, status);
+}
+
+function connectionError(err: NodeJS.ErrnoException, where: string): Error {
+  if (err instanceof ApiError) return err;
+  switch (err.code) {
+    case 'ENOENT':
+    case 'ECONNREFUSED':
+      return new ApiError(
+        `cannot reach ${where}; is weft serve running${where.startsWith('the local') ? ' with this data_dir' : ''}?`,
+        'CLIENT_UNREACHABLE',
+      );
+    case 'EACCES':
+      return new ApiError(
+        `no permission to use ${where}; run as the user that runs weft serve`,
+        'CLIENT_UNREACHABLE',
+      );
+    default:
+      return new ApiError(`cannot reach ${where}: ${err.message}`, 'CLIENT_UNREACHABLE');
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * Everything that goes wrong in a request becomes one RFC 7807 problem document with a catalogued
+ * code. Expected failures carry their own sentence; unexpected ones say only "internal error" to the
+ * caller (the details go to the server log).
+ */
+import type { z } from 'zod';
+import { ERROR_CATALOGUE, type ErrorCode, WeftError } from '../types/errors.ts';
+import type { ProblemJson } from './wire.ts';
+
+function problem(code: ErrorCode, detail: string): ProblemJson {
+  const { status, title } = ERROR_CATALOGUE[code];
+  return { status, code, title, detail };
+}
+
+interface FastifyLikeError {
+  code?: unknown;
+  statusCode?: unknown;
+  message?: unknown;
+}
+
+/** Fastify's own errors (body parsing, limits) in the catalogue's words. */
+function fromFastify(err: FastifyLikeError): ProblemJson | undefined {
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return problem('BODY_TOO_LARGE', 'the request body is too large');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return problem('UNSUPPORTED_MEDIA_TYPE', 'send the request body as application/json');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return problem('BAD_REQUEST', 'the request body is empty; send a JSON object');
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return problem('BAD_REQUEST', 'the request body is not valid JSON');
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return problem('BAD_REQUEST', 'the Content-Length header does not match the body');
+  }
+  if (err instanceof SyntaxError) return problem('BAD_REQUEST', 'the request body is not valid JSON');
+  if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+    return problem('BAD_REQUEST', typeof err.message === 'string' ? err.message : 'bad request');
+  }
+  return undefined;
+}
+
+export function problemFor(err: unknown): ProblemJson {
+  if (err instanceof WeftError) return problem(err.code, err.message);
+  if (typeof err === 'object' && err !== null) {
+    const known = fromFastify(err as FastifyLikeError);
+    if (known) return known;
+  }
+  return problem('INTERNAL', 'internal server error; the server log has the details');
+}
+
+/** Validates one part of a request; the first problems become one BAD_REQUEST sentence. */
+export function parseInput<S extends z.ZodType>(
+  schema: S,
+  value: unknown,
+  part: 'body' | 'query' | 'path',
+): z.output<S> {
+  const result = schema.safeParse(value ?? (part === 'body' ? undefined : {}));
+  if (result.success) return result.data;
+  const reasons = result.error.issues.slice(0, 3).map((issue) => {
+    const where = issue.path.length > 0 ? `${part}.${issue.path.join('.')}` : part;
+    return `${where}: ${issue.message}`;
+  });
+  throw new WeftError('BAD_REQUEST', `invalid request ${reasons.join('; ')}`);
+}

@@ -1,0 +1,109 @@
+/**
+ * JSON shapes of weft's REST API (`/api/v1`), shared by the server routes and the CLI's client.
+ *
+ * Conventions follow Headscale's API so its users and scripts feel at home: lowerCamelCase keys, ids as
+ * strings, RFC 3339 timestamps, single objects wrapped by their name (`{"user": {...}}`) and lists by
+ * the plural (`{"users": [...]}`). Errors are RFC 7807 problem documents with a stable `code`.
+ */
+import { z } from 'zod';
+import type { ErrorCode } from '../types/errors.ts';
+import { tagProblem, userNameProblem } from '../types/names.ts';
+
+export interface UserJson {
+  id: string;
+  name: string;
+  displayName: string;
+  email: string;
+  provider: string;
+  providerId: string;
+  profilePicUrl: string;
+  createdAt: string;
+}
+
+export interface PreAuthKeyJson {
+  id: string;
+  /** The listed label `weft-auth-<prefix>`: enough to name the key, useless to register with. */
+  prefix: string;
+  /** The whole key: only in the response that created it. */
+  key?: string;
+  user: UserJson | null;
+  reusable: boolean;
+  ephemeral: boolean;
+  used: boolean;
+  expiration: string;
+  createdAt: string;
+  aclTags: string[];
+}
+
+export interface ApiKeyJson {
+  id: string;
+  prefix: string;
+  expiration: string;
+  createdAt: string;
+  lastSeen: string | null;
+}
+
+export interface ProblemJson {
+  status: number;
+  code: ErrorCode;
+  title: string;
+  detail: string;
+}
+
+export interface HealthJson {
+  status: 'pass' | 'fail';
+  checks: Record<string, { status: 'pass' | 'fail'; output?: string }>;
+}
+
+// ---- request bodies (strict: an unknown field is a mistake worth reporting) ----
+
+const userName = z.string().superRefine((name, ctx) => {
+  const problem = userNameProblem(name);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+
+const tag = z.string().superRefine((value, ctx) => {
+  const problem = tagProblem(value);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+
+/** Ids travel as decimal strings (Headscale's protojson habit); numbers are accepted too. */
+export const idSchema = z
+  .union([
+    z.string().regex(/^[1-9][0-9]{0,15}$/, 'must be a positive integer id'),
+    z.number().int().positive(),
+  ])
+  .transform(Number);
+
+const timestamp = z.iso.datetime({ offset: true }).transform((text) => new Date(text));
+
+export const createUserBody = z.strictObject({
+  name: userName,
+  displayName: z.string().max(256).optional(),
+  email: z.union([z.email(), z.literal('')]).optional(),
+  pictureUrl: z.union([z.url(), z.literal('')]).optional(),
+});
+
+export const userFilterQuery = z.strictObject({
+  id: idSchema.optional(),
+  name: z.string().optional(),
+  email: z.string().optional(),
+});
+
+export const renameUserParams = z.strictObject({ id: idSchema, newName: userName });
+export const idParams = z.strictObject({ id: idSchema });
+
+export const createPreAuthKeyBody = z.strictObject({
+  user: idSchema,
+  reusable: z.boolean().default(false),
+  ephemeral: z.boolean().default(false),
+  expiration: timestamp,
+  aclTags: z.array(tag).max(64).default([]),
+});
+
+export const preAuthKeyFilterQuery = z.strictObject({ user: idSchema.optional() });
+
+/** Names a key by what an admin typed: the key, its `weft-…-<prefix>` label or a hex start of the prefix. */
+export const expireKeyBody = z.strictObject({ prefix: z.string().min(1).max(200) });
+
+export const createApiKeyBody = z.strictObject({ expiration: timestamp });

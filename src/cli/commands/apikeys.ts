@@ -1,0 +1,67 @@
+/** `weft apikeys create|list|expire`. */
+import { Command } from '@commander-js/extra-typings';
+import type { ApiClient } from '../../api/client.ts';
+import { formatTime, outputOption, printJson, printLine, printTable } from '../output.ts';
+import { durationArgument } from './preauthkeys.ts';
+
+type Connect = (command: Command<unknown[], Record<string, unknown>>) => ApiClient;
+
+const NINETY_DAYS_MS = 90 * 24 * 3_600_000;
+
+export function apiKeysCommand(connect: Connect): Command {
+  const keys = new Command('apikeys')
+    .alias('apikey')
+    .description('manage API keys for the REST API and remote CLI');
+
+  keys
+    .command('create')
+    .description('create an API key and print it (it is shown only once)')
+    .option(
+      '-e, --expiration <duration>',
+      'how long the key stays valid (e.g. 90d)',
+      durationArgument,
+      NINETY_DAYS_MS,
+    )
+    .addOption(outputOption())
+    .action(async (options, command) => {
+      const key = await connect(command).createApiKey(
+        new Date(Date.now() + options.expiration).toISOString(),
+      );
+      if (options.output === 'json') printJson({ apiKey: key });
+      else printLine(key);
+    });
+
+  keys
+    .command('list')
+    .alias('ls')
+    .description('list API keys')
+    .addOption(outputOption())
+    .action(async (options, command) => {
+      const list = await connect(command).listApiKeys();
+      if (options.output === 'json') return printJson(list);
+      printTable(
+        ['ID', 'PREFIX', 'EXPIRATION', 'LAST SEEN', 'CREATED'],
+        list.map((k) => [
+          k.id,
+          k.prefix,
+          formatTime(k.expiration, { markPast: true }),
+          formatTime(k.lastSeen),
+          formatTime(k.createdAt),
+        ]),
+      );
+    });
+
+  keys
+    .command('expire')
+    .alias('revoke')
+    .description('expire an API key now')
+    .argument('<prefix>', 'the key, its listed prefix (weft-api-…) or enough hex digits of it')
+    .addOption(outputOption())
+    .action(async (prefix, options, command) => {
+      const key = await connect(command).expireApiKey(prefix);
+      if (options.output === 'json') printJson(key);
+      else printLine(`API key ${key.prefix} expired`);
+    });
+
+  return keys;
+}

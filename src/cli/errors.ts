@@ -1,0 +1,11 @@
+/** CLI-side failures: a usage mistake (exit 2) or anything else worth one sentence (exit 1). */
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;

@@ -1,0 +1,95 @@
+/**
+ * The `weft` command line. `serve` runs the server; every other command is a client of the running
+ * server's REST API, through the local admin socket or --server/--api-key.
+ */
+import { Command, CommanderError } from '@commander-js/extra-typings';
+import { ApiError } from '../api/client.ts';
+import { ConfigError } from '../config/index.ts';
+import { AdminSocketError } from '../server/admin-socket.ts';
+import { StartupError } from '../server/server.ts';
+import { apiKeysCommand } from './commands/apikeys.ts';
+import { preAuthKeysCommand } from './commands/preauthkeys.ts';
+import { serveCommand } from './commands/serve.ts';
+import { usersCommand } from './commands/users.ts';
+import { connect, type GlobalOptions } from './connect.ts';
+import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './errors.ts';
+
+type AnyCommand = Command<unknown[], Record<string, unknown>>;
+
+function globalOptions(command: AnyCommand): GlobalOptions {
+  return command.optsWithGlobals() as GlobalOptions;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('weft')
+    .description('weft: a self-hosted coordination server for Tailscale networks')
+    .option('-c, --config <file>', 'config file (default: $WEFT_CONFIG, else built-in defaults)')
+    .option('--server <url>', 'talk to this server instead of the local one (or $WEFT_SERVER)')
+    .option('--api-key <key>', 'API key for --server (or $WEFT_API_KEY)')
+    .showSuggestionAfterError(true)
+    .exitOverride()
+    .configureOutput({ outputError: () => {} });
+
+  const connectFrom = (command: AnyCommand) => connect(globalOptions(command));
+  program.addCommand(serveCommand((command) => globalOptions(command).config));
+  program.addCommand(usersCommand(connectFrom));
+  program.addCommand(preAuthKeysCommand(connectFrom));
+  program.addCommand(apiKeysCommand(connectFrom));
+  for (const command of program.commands) propagateSettings(command);
+  return program as unknown as Command;
+}
+
+/** Subcommands don't inherit exitOverride/output settings made after they were created. */
+function propagateSettings(command: AnyCommand): void {
+  command
+    .exitOverride()
+    .configureOutput({ outputError: () => {} })
+    .showSuggestionAfterError(true);
+  for (const sub of command.commands) propagateSettings(sub);
+}
+
+/** Commander's message as one line: without its own "error:" and with a suggestion joined on. */
+function sentence(message: string): string {
+  return message
+    .replace(/^error:\s*/i, '')
+    .replace(/\s*\n\s*/g, ' ')
+    .trim();
+}
+
+/** Runs the CLI and returns the exit code; every failure is one line on stderr. */
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (
+        err.code === 'commander.helpDisplayed' ||
+        err.code === 'commander.version' ||
+        err.code === 'commander.help'
+      ) {
+        return 0;
+      }
+      process.stderr.write(`error: ${sentence(err.message)}\n`);
+      return EXIT_USAGE;
+    }
+    if (err instanceof UsageError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      return EXIT_USAGE;
+    }
+    if (err instanceof ApiError || err instanceof StartupError || err instanceof AdminSocketError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      return EXIT_FAILURE;
+    }
+    if (err instanceof ConfigError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      return EXIT_FAILURE;
+    }
+    process.stderr.write(`error: unexpected failure: ${(err as Error)?.stack ?? String(err)}\n`);
+    return EXIT_FAILURE;
+  }
+}
+
+if (import.meta.main) {
+  process.exitCode = await main(process.argv.slice(2));
+}

@@ -1,0 +1,86 @@
+/**
+ * What the repositories return: plain records with JS types, the same whichever dialect stored them.
+ */
+import type { DiscoPublic, MachinePublic, NodePublic } from '../types/keys.ts';
+
+export interface User {
+  id: number;
+  name: string;
+  displayName: string;
+  email: string;
+  provider: string;
+  providerId: string | null;
+  profilePicUrl: string;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export type RegisterMethod = 'authkey' | 'cli' | 'oidc';
+
+export interface Node {
+  id: number;
+  machineKey: MachinePublic;
+  nodeKey: NodePublic;
+  discoKey: DiscoPublic;
+  ipv4: string | null;
+  ipv6: string | null;
+  hostname: string;
+  givenName: string;
+  userId: number | null;
+  tags: string[];
+  registerMethod: RegisterMethod;
+  authKeyId: number | null;
+  ephemeral: boolean;
+  /** Node key expiry; null = never. */
+  expiry: Date | null;
+  lastSeen: Date | null;
+  endpoints: string[];
+  hostinfo: Record<string, unknown>;
+  approvedRoutes: string[];
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface PreAuthKey {
+  id: number;
+  prefix: string;
+  userId: number | null;
+  reusable: boolean;
+  ephemeral: boolean;
+  used: boolean;
+  tags: string[];
+  expiration: Date;
+  createdAt: Date;
+}
+
+export interface ApiKey {
+  id: number;
+  prefix: string;
+  expiration: Date;
+  lastSeen: Date | null;
+  createdAt: Date;
+}
+
+export interface PolicyVersion {
+  id: number;
+  data: string;
+  createdAt: Date;
+}
+
+// ---- dialect normalisation (SQLite gives text/0-1/JSON text; PostgreSQL gives Date/boolean/objects) ----
+
+export function toDate(value: Date | string): Date {
+  return value instanceof Date ? value : new Date(value);
+}
+
+export function toDateOrNull(value: Date | string | null): Date | null {
+  return value === null ? null : toDate(value);
+}
+
+export function toBool(value: boolean | number): boolean {
+  return value === true || value === 1;
+}
+
+export function fromJson<T>(value: unknown): T {
+  return (typeof value === 'string' ? JSON.parse(value) : value) as T;
+}

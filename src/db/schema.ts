@@ -1,0 +1,90 @@
+/**
+ * Table types for Kysely, shared by both dialects.
+ *
+ * Column values differ by dialect on the way out, and the repositories normalise them:
+ *  - timestamps: SQLite stores ISO-8601 text, PostgreSQL `timestamptz` (returned as Date);
+ *  - booleans: SQLite 0/1, PostgreSQL boolean;
+ *  - JSON: SQLite text, PostgreSQL jsonb (returned parsed). JSON is always written as a JSON string.
+ */
+import type { ColumnType, Generated } from 'kysely';
+
+export type Timestamp = ColumnType<Date | string, Date, Date>;
+export type NullableTimestamp = ColumnType<Date | string | null, Date | null, Date | null>;
+export type Bool = ColumnType<boolean | number, boolean, boolean>;
+export type Json = ColumnType<unknown, string, string>;
+
+export interface UsersTable {
+  id: Generated<number>;
+  name: string;
+  display_name: string;
+  email: string;
+  /** '' for users made by an admin, 'oidc' for users made by an OIDC login. */
+  provider: string;
+  /** The identity provider's stable subject (issuer + sub) for OIDC users. */
+  provider_id: string | null;
+  profile_pic_url: string;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface NodesTable {
+  id: Generated<number>;
+  machine_key: string;
+  node_key: string;
+  disco_key: string;
+  ipv4: string | null;
+  ipv6: string | null;
+  /** What the client calls itself (Hostinfo.Hostname). */
+  hostname: string;
+  /** The DNS label weft gives the node, unique in the tailnet. */
+  given_name: string;
+  /** Owner of a user-owned node; null for tagged nodes, which tags own. */
+  user_id: number | null;
+  tags: Json;
+  register_method: string;
+  auth_key_id: number | null;
+  ephemeral: Bool;
+  expiry: NullableTimestamp;
+  last_seen: NullableTimestamp;
+  endpoints: Json;
+  hostinfo: Json;
+  approved_routes: Json;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface PreAuthKeysTable {
+  id: Generated<number>;
+  prefix: string;
+  hash: string;
+  user_id: number | null;
+  reusable: Bool;
+  ephemeral: Bool;
+  used: Bool;
+  tags: Json;
+  expiration: Timestamp;
+  created_at: Timestamp;
+}
+
+export interface ApiKeysTable {
+  id: Generated<number>;
+  prefix: string;
+  hash: string;
+  expiration: Timestamp;
+  last_seen: NullableTimestamp;
+  created_at: Timestamp;
+}
+
+export interface PoliciesTable {
+  id: Generated<number>;
+  data: string;
+  created_at: Timestamp;
+}
+
+export interface Database {
+  users: UsersTable;
+  nodes: NodesTable;
+  pre_auth_keys: PreAuthKeysTable;
+  api_keys: ApiKeysTable;
+  policies: PoliciesTable;
+}

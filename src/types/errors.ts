@@ -1,0 +1,49 @@
+/**
+ * The catalogue of every error weft reports to API clients, with a stable code and HTTP status.
+ *
+ * Lower layers throw `WeftError`s with a code from here and one clear sentence as the message; the API
+ * boundary turns them into `application/problem+json` responses (`{status, code, title, detail}`) and
+ * the CLI prints the sentence. Codes are part of the public interface: add new ones, never rename.
+ */
+
+export const ERROR_CATALOGUE = {
+  BAD_REQUEST: { status: 400, title: 'The request is malformed or a value in it is invalid' },
+  UNAUTHENTICATED: { status: 401, title: 'A valid API key is required' },
+  NOT_FOUND: { status: 404, title: 'No such endpoint' },
+  METHOD_NOT_ALLOWED: { status: 405, title: 'The endpoint does not accept this method' },
+  BODY_TOO_LARGE: { status: 413, title: 'The request body is larger than the endpoint accepts' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The request body must be JSON' },
+  USER_NOT_FOUND: { status: 404, title: 'No such user' },
+  USER_EXISTS: { status: 409, title: 'A user with that name already exists' },
+  USER_HAS_NODES: { status: 409, title: 'The user still owns nodes' },
+  NODE_NOT_FOUND: { status: 404, title: 'No such node' },
+  PREAUTHKEY_NOT_FOUND: { status: 404, title: 'No such pre-auth key' },
+  PREAUTHKEY_AMBIGUOUS: { status: 409, title: 'The key prefix matches more than one pre-auth key' },
+  PREAUTHKEY_EXPIRED: { status: 409, title: 'The pre-auth key has already expired' },
+  APIKEY_NOT_FOUND: { status: 404, title: 'No such API key' },
+  APIKEY_AMBIGUOUS: { status: 409, title: 'The key prefix matches more than one API key' },
+  APIKEY_EXPIRED: { status: 409, title: 'The API key has already expired' },
+  DATABASE_UNAVAILABLE: { status: 503, title: 'The database cannot be reached' },
+  INTERNAL: { status: 500, title: 'Internal server error' },
+} as const satisfies Record<string, { status: number; title: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+/** An expected failure with a catalogued code; `message` is one sentence fit to show a user. */
+export class WeftError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'WeftError';
+    this.code = code;
+  }
+
+  get status(): number {
+    return ERROR_CATALOGUE[this.code].status;
+  }
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(ERROR_CATALOGUE, value);
+}
