@@ -1,0 +1,163 @@
+/**
+ * Runs the real `bin/weft serve` as a child process for black-box tests: the same entry point, wrapper
+ * and Node an admin uses. The server listens on 127.0.0.1 with an ephemeral port; the harness learns
+ * the port from the "weft is serving" log line. `cli()` runs `bin/weft` against that server through
+ * its admin socket, the way an admin on the same host would.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type CommandResult, hasExited, OutputLog, runCommand, terminate } from './child.ts';
+import { killQuietly, onProcessExit } from './exit-cleanup.ts';
+
+export const WEFT_BIN = fileURLToPath(new URL('../../bin/weft', import.meta.url));
+
+const START_TIMEOUT_MS = 30_000;
+const CLI_TIMEOUT_MS = 30_000;
+const STOP_GRACE_MS = 15_000;
+
+export type LogEntry = Record<string, unknown> & { msg?: string; level?: number };
+
+export interface WeftServer {
+  /** `http://127.0.0.1:<port>`. */
+  readonly url: string;
+  readonly dataDir: string;
+  readonly socketPath: string;
+  readonly metricsAddress: string | null;
+  /** The environment the server was started with; `cli()` uses it too so it finds the same data dir. */
+  readonly env: NodeJS.ProcessEnv;
+  /** Runs `bin/weft ...args` with the server's environment. */
+  cli(args: string[], options?: { env?: Record<string, string>; timeoutMs?: number }): Promise<CommandResult>;
+  /** Every JSON log line so far, parsed. */
+  logEntries(): LogEntry[];
+  /** Resolves with the first log entry (past or future) that matches; rejects on timeout or exit. */
+  waitForLog(match: (entry: LogEntry) => boolean, timeoutMs: number): Promise<LogEntry>;
+  /** Raw output (stdout and stderr). */
+  output(): string;
+  /** Sends `signal` (SIGTERM by default) and waits for the exit; removes the data dir unless asked to keep it. */
+  stop(options?: {
+    signal?: NodeJS.Signals;
+    keepDataDir?: boolean;
+  }): Promise<{ code: number | null; signal: string | null }>;
+}
+
+export interface StartWeftOptions {
+  /** WEFT_* settings on top of the harness defaults (loopback, ephemeral ports, JSON logs, temp data dir). */
+  env?: Record<string, string>;
+  /** Extra arguments after `serve`, e.g. ['--config', file]. */
+  args?: string[];
+  /** Reuse a data dir (e.g. a restart); a fresh temp dir otherwise. */
+  dataDir?: string;
+}
+
+/** The parent's environment without any WEFT_* variable, so a developer's shell cannot leak into tests. */
+export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('WEFT_')) env[name] = value;
+  return { ...env, ...extra };
+}
+
+function parseEntry(line: string): LogEntry | undefined {
+  if (!line.startsWith('{')) return undefined;
+  try {
+    return JSON.parse(line) as LogEntry;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function startWeft(options: StartWeftOptions = {}): Promise<WeftServer> {
+  const ownDataDir = options.dataDir === undefined;
+  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'weft-')));
+  const env = cleanEnv({
+    WEFT_LISTEN_ADDR: '127.0.0.1:0',
+    WEFT_METRICS_LISTEN_ADDR: '127.0.0.1:0',
+    WEFT_DATA_DIR: dataDir,
+    WEFT_LOG_FORMAT: 'json',
+    WEFT_LOG_LEVEL: 'debug',
+    ...options.env,
+  });
+  const child: ChildProcess = spawn(WEFT_BIN, ['serve', ...(options.args ?? [])], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const unregister = onProcessExit(() => killQuietly(child.pid, 'SIGKILL'));
+  const output = new OutputLog();
+  output.attach(child);
+  const entries: LogEntry[] = [];
+  output.onLine((line) => {
+    const entry = parseEntry(line);
+    if (entry) entries.push(entry);
+  });
+
+  const waitForLog = (match: (entry: LogEntry) => boolean, timeoutMs: number): Promise<LogEntry> => {
+    const found = entries.find(match);
+    if (found) return Promise.resolve(found);
+    return new Promise<LogEntry>((resolve, reject) => {
+      const stopListening = output.onLine((line) => {
+        const entry = parseEntry(line);
+        if (entry && match(entry)) finish(() => resolve(entry));
+      });
+      const onExit = () =>
+        finish(() => reject(new Error(`weft exited before the expected log line:\n${output.tail()}`)));
+      const timer = setTimeout(
+        () =>
+          finish(() =>
+            reject(new Error(`no matching weft log line within ${timeoutMs} ms:\n${output.tail()}`)),
+          ),
+        timeoutMs,
+      );
+      const finish = (settle: () => void) => {
+        clearTimeout(timer);
+        stopListening();
+        child.off('exit', onExit);
+        settle();
+      };
+      child.once('exit', onExit);
+      if (hasExited(child)) onExit();
+    });
+  };
+
+  const stop: WeftServer['stop'] = async ({ signal = 'SIGTERM', keepDataDir = false } = {}) => {
+    await terminate(child, signal, STOP_GRACE_MS);
+    unregister();
+    if (ownDataDir && !keepDataDir && !process.env.KEEP_TEST_DIRS)
+      await rm(dataDir, { recursive: true, force: true });
+    return { code: child.exitCode, signal: child.signalCode };
+  };
+
+  let serving: LogEntry;
+  try {
+    serving = await waitForLog((e) => e.msg === 'weft is serving', START_TIMEOUT_MS);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return {
+    url: `http://${String(serving.http)}`,
+    dataDir,
+    socketPath: String(serving.socket),
+    metricsAddress: typeof serving.metrics === 'string' ? serving.metrics : null,
+    env,
+    cli: (args, cliOptions = {}) =>
+      runCommand(WEFT_BIN, args, {
+        env: { ...env, ...cliOptions.env },
+        timeoutMs: cliOptions.timeoutMs ?? CLI_TIMEOUT_MS,
+      }),
+    logEntries: () => [...entries],
+    waitForLog,
+    output: () => output.text(),
+    stop,
+  };
+}
+
+/** Runs `bin/weft` once with a clean environment plus `env` (for commands that need no server). */
+export function runWeft(
+  args: string[],
+  env: Record<string, string> = {},
+  timeoutMs = CLI_TIMEOUT_MS,
+): Promise<CommandResult> {
+  return runCommand(WEFT_BIN, args, { env: cleanEnv(env), timeoutMs });
+}

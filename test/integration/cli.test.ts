@@ -1,0 +1,417 @@
+/**
+ * The CLI and `weft serve` as an admin runs them: real processes through bin/weft, a real SQLite file,
+ * the admin socket, remote mode with an API key, and PostgreSQL. Every refused command must say one
+ * sentence on stderr, exit non-zero and leave the data as it was.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { openStore } from '../../src/db/store.ts';
+import { MachinePublic, NodePublic, PrivateKey } from '../../src/types/keys.ts';
+import type { CommandResult } from '../harness/child.ts';
+import { startPostgres } from '../harness/postgres.ts';
+import { runWeft, startWeft, type WeftServer } from '../harness/weft.ts';
+
+const KEY = /^weft-auth-[0-9a-f]{12}-[0-9a-f]{64}$/;
+
+function ok(result: CommandResult): string {
+  assert.equal(result.code, 0, `exit ${result.code}; stderr: ${result.stderr}`);
+  return result.stdout;
+}
+
+/** Refused: the given exit code and exactly one line on stderr matching `message`. */
+function refused(
+  result: CommandResult,
+  code: number,
+  message: RegExp,
+  options: { logsOnStdout?: boolean } = {},
+): void {
+  assert.equal(result.code, code, `stdout: ${result.stdout}\nstderr: ${result.stderr}`);
+  const lines = result.stderr.trimEnd().split('\n');
+  assert.equal(lines.length, 1, `one line on stderr, got:\n${result.stderr}`);
+  assert.match(lines[0] ?? '', message);
+  // `serve` logs to stdout before it fails; every other command prints nothing when refused.
+  if (!options.logsOnStdout) assert.equal(result.stdout, '');
+}
+
+describe('weft CLI against a running server (SQLite)', () => {
+  let weft: WeftServer;
+  /** A snapshot of everything the CLI can list, to prove refused commands change nothing. */
+  const snapshot = async () =>
+    JSON.stringify([
+      JSON.parse(ok(await weft.cli(['users', 'list', '-o', 'json']))),
+      JSON.parse(ok(await weft.cli(['preauthkeys', 'list', '-o', 'json']))),
+      JSON.parse(ok(await weft.cli(['apikeys', 'list', '-o', 'json']))),
+    ]);
+
+  before(async () => {
+    weft = await startWeft();
+  });
+  after(async () => {
+    await weft?.stop();
+  });
+
+  test('health answers on listen_addr', async () => {
+    const res = await fetch(`${weft.url}/health`);
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { status: 'pass', checks: { database: { status: 'pass' } } });
+  });
+
+  test('the admin socket and the database are private to the server user', async () => {
+    assert.equal((await stat(weft.socketPath)).mode & 0o777, 0o600);
+    assert.equal((await stat(join(weft.dataDir, 'weft.db'))).mode & 0o777, 0o600);
+    assert.equal((await stat(weft.dataDir)).mode & 0o777, 0o700);
+  });
+
+  test('users create / list / rename / delete', async () => {
+    assert.equal(
+      ok(await weft.cli(['users', 'create', 'alice', '--email', 'alice@example.com'])),
+      'User "alice" created (id 1)\n',
+    );
+    const users = JSON.parse(ok(await weft.cli(['users', 'list', '-o', 'json'])));
+    assert.deepEqual(
+      users.map((u: { name: string; email: string }) => [u.name, u.email]),
+      [['alice', 'alice@example.com']],
+    );
+    const table = ok(await weft.cli(['users', 'list']));
+    assert.match(
+      table,
+      /^ID\s+NAME\s+DISPLAY NAME\s+EMAIL\s+CREATED\n1\s+alice\s+alice@example\.com\s+\d{4}-/,
+    );
+
+    ok(await weft.cli(['users', 'create', 'bob']));
+    assert.equal(
+      ok(await weft.cli(['users', 'rename', 'bob', 'robert'])),
+      'User "bob" renamed to "robert"\n',
+    );
+    assert.equal(ok(await weft.cli(['users', 'delete', 'robert'])), 'User "robert" deleted\n');
+    assert.deepEqual(
+      JSON.parse(ok(await weft.cli(['users', 'list', '-o', 'json']))).map((u: { name: string }) => u.name),
+      ['alice'],
+    );
+  });
+
+  test('preauthkeys create prints only the key; list and expire by prefix', async () => {
+    const created = ok(
+      await weft.cli(['preauthkeys', 'create', '--user', 'alice', '--reusable', '--expiration', '1h']),
+    );
+    const key = created.trimEnd();
+    assert.match(key, KEY);
+    assert.equal(created, `${key}\n`, 'nothing but the key on stdout');
+
+    const listed = JSON.parse(ok(await weft.cli(['preauthkeys', 'list', '--user', 'alice', '-o', 'json'])));
+    const mine = listed.find((k: { prefix: string }) => key.startsWith(k.prefix));
+    assert.ok(mine);
+    assert.equal(mine.reusable, true);
+    assert.equal(mine.user.name, 'alice');
+    const expiresIn = new Date(mine.expiration).getTime() - Date.now();
+    assert.ok(expiresIn > 55 * 60_000 && expiresIn <= 60 * 60_000, `expires in ${expiresIn} ms`);
+    assert.ok(!JSON.stringify(listed).includes(key), 'the key is never listed');
+
+    const tagged = JSON.parse(
+      ok(
+        await weft.cli([
+          'preauthkeys',
+          'create',
+          '--user',
+          'alice',
+          '--ephemeral',
+          '--tags',
+          'tag:ci,tag:web',
+          '-o',
+          'json',
+        ]),
+      ),
+    );
+    assert.match(tagged.key, KEY);
+    assert.deepEqual(tagged.aclTags, ['tag:ci', 'tag:web']);
+    assert.equal(tagged.ephemeral, true);
+
+    assert.equal(
+      ok(await weft.cli(['preauthkeys', 'expire', mine.prefix])),
+      `Pre-auth key ${mine.prefix} expired\n`,
+    );
+    assert.match(ok(await weft.cli(['preauthkeys', 'list'])), /\(expired\)/);
+  });
+
+  test('bad input: one sentence on stderr, non-zero exit, nothing changed', async () => {
+    const expiredKey = JSON.parse(ok(await weft.cli(['preauthkeys', 'list', '-o', 'json']))).find(
+      (k: { expiration: string }) => new Date(k.expiration) <= new Date(),
+    );
+    assert.ok(expiredKey, 'the previous test expired a key');
+    const before = await snapshot();
+
+    refused(
+      await weft.cli(['users', 'create', 'carol', '--colour', 'red']),
+      2,
+      /^error: unknown option '--colour'/,
+    );
+    refused(await weft.cli(['users', 'frobnicate']), 2, /^error: unknown command 'frobnicate'/);
+    refused(await weft.cli(['users', 'create']), 2, /^error: missing required argument 'name'/);
+    refused(await weft.cli(['users', 'create', 'alice']), 1, /^error: a user named "alice" already exists$/);
+    refused(
+      await weft.cli(['users', 'create', 'no spaces']),
+      1,
+      /^error: invalid request body\.name: a user name/,
+    );
+    refused(await weft.cli(['users', 'delete', 'nobody']), 1, /^error: there is no user named "nobody"$/);
+    refused(
+      await weft.cli(['users', 'rename', 'nobody', 'x']),
+      1,
+      /^error: there is no user named "nobody"$/,
+    );
+    refused(
+      await weft.cli(['preauthkeys', 'create', '--user', 'nobody']),
+      1,
+      /^error: there is no user named "nobody"$/,
+    );
+    refused(
+      await weft.cli(['preauthkeys', 'create']),
+      2,
+      /^error: required option '-u, --user <name>' not specified$/,
+    );
+    refused(
+      await weft.cli(['preauthkeys', 'create', '--user', 'alice', '--expiration', 'soon']),
+      2,
+      /not a valid duration/,
+    );
+    refused(
+      await weft.cli(['preauthkeys', 'create', '--user', 'alice', '--expiration', '0s']),
+      2,
+      /longer than zero/,
+    );
+    refused(
+      await weft.cli(['preauthkeys', 'create', '--user', 'alice', '--tags', 'server']),
+      2,
+      /tags start with "tag:"/,
+    );
+    refused(
+      await weft.cli(['preauthkeys', 'expire', expiredKey.prefix]),
+      1,
+      /^error: pre-auth key weft-auth-[0-9a-f]{12} has already expired$/,
+    );
+    refused(
+      await weft.cli(['preauthkeys', 'expire', 'weft-auth-000000000000']),
+      1,
+      /^error: no pre-auth key has the prefix "000000000000"$/,
+    );
+    refused(await weft.cli(['preauthkeys', 'expire', 'not-a-key']), 1, /is not a pre-auth key prefix/);
+    refused(await weft.cli(['preauthkeys', 'list', '-o', 'yaml']), 2, /argument 'yaml' is invalid/);
+    refused(await weft.cli(['users', 'list', '--api-key', 'x']), 2, /only used together with --server/);
+
+    assert.equal(await snapshot(), before);
+  });
+
+  test('a user who still owns a node cannot be deleted', async () => {
+    ok(await weft.cli(['users', 'create', 'dave']));
+    const dave = JSON.parse(ok(await weft.cli(['users', 'list', '-o', 'json']))).find(
+      (u: { name: string }) => u.name === 'dave',
+    );
+    // Nodes arrive through the control protocol (next issue); until then the test writes one directly.
+    const { store } = await openStore({ type: 'sqlite', path: join(weft.dataDir, 'weft.db') });
+    try {
+      await store.nodes.create({
+        machineKey: PrivateKey.generate(MachinePublic).publicKey,
+        nodeKey: PrivateKey.generate(NodePublic).publicKey,
+        discoKey: 'discokey:0000000000000000000000000000000000000000000000000000000000000000' as never,
+        ipv4: '100.64.0.1',
+        ipv6: 'fd7a:115c:a1e0::1',
+        hostname: 'laptop',
+        givenName: 'laptop',
+        userId: Number(dave.id),
+        registerMethod: 'authkey',
+      });
+    } finally {
+      await store.close();
+    }
+    refused(
+      await weft.cli(['users', 'delete', 'dave']),
+      1,
+      /^error: user "dave" still owns 1 node; delete or reassign them first/,
+    );
+    assert.ok(
+      JSON.parse(ok(await weft.cli(['users', 'list', '-o', 'json']))).some(
+        (u: { name: string }) => u.name === 'dave',
+      ),
+    );
+  });
+
+  test('remote mode: --server with an API key; a bad or expired key is refused', async () => {
+    const apiKey = ok(await weft.cli(['apikeys', 'create', '--expiration', '1d'])).trimEnd();
+    assert.match(apiKey, /^weft-api-[0-9a-f]{12}-[0-9a-f]{64}$/);
+    // A different working directory and no data dir: only --server can find the server.
+    const remote = (args: string[], env: Record<string, string> = {}) =>
+      runWeft(args, { WEFT_DATA_DIR: '/nonexistent', ...env });
+
+    const users = JSON.parse(
+      ok(await remote(['users', 'list', '-o', 'json', '--server', weft.url, '--api-key', apiKey])),
+    );
+    assert.ok(users.some((u: { name: string }) => u.name === 'alice'));
+    ok(await remote(['users', 'create', 'erin'], { WEFT_SERVER: weft.url, WEFT_API_KEY: apiKey }));
+
+    refused(
+      await remote([
+        'users',
+        'list',
+        '--server',
+        weft.url,
+        '--api-key',
+        `weft-api-000000000000-${'0'.repeat(64)}`,
+      ]),
+      1,
+      /^error: the API key is unknown, malformed or expired$/,
+    );
+    refused(await remote(['users', 'list', '--server', weft.url]), 2, /needs an API key/);
+    refused(
+      await remote(['users', 'list', '--server', 'ftp://x', '--api-key', apiKey]),
+      2,
+      /http:\/\/ or https:\/\//,
+    );
+
+    ok(await weft.cli(['apikeys', 'expire', apiKey.slice(0, 'weft-api-'.length + 12)]));
+    refused(
+      await remote(['users', 'list', '--server', weft.url, '--api-key', apiKey]),
+      1,
+      /unknown, malformed or expired/,
+    );
+  });
+
+  test('a second server on the same data directory refuses to start', async () => {
+    const second = await runWeft(['serve'], { ...weft.env, WEFT_DATA_DIR: weft.dataDir } as Record<
+      string,
+      string
+    >);
+    assert.equal(second.code, 1);
+    assert.match(second.stderr, /another weft server is already running with this data directory/);
+    assert.equal((await fetch(`${weft.url}/health`)).status, 200, 'the first server is unharmed');
+  });
+
+  test('metrics are served on metrics_listen_addr', async () => {
+    const res = await fetch(`http://${weft.metricsAddress}/metrics`);
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    assert.match(text, /weft_http_requests_total\{method="GET",route="\/health",status="200"\}/);
+    assert.match(text, /weft_nodejs_eventloop_lag_seconds/);
+  });
+});
+
+describe('weft serve lifecycle', () => {
+  test('SIGTERM stops cleanly and removes the socket; data survives a restart', async () => {
+    const first = await startWeft();
+    ok(await first.cli(['users', 'create', 'zoe']));
+    const stopped = await first.stop({ keepDataDir: true });
+    assert.equal(stopped.code, 0);
+    assert.ok(first.logEntries().some((e) => e.msg === 'stopped'));
+    await assert.rejects(stat(first.socketPath), { code: 'ENOENT' });
+
+    const second = await startWeft({ dataDir: first.dataDir });
+    try {
+      assert.match(ok(await second.cli(['users', 'list'])), /zoe/);
+      assert.ok(!second.logEntries().some((e) => e.msg === 'database migrated'), 'nothing left to migrate');
+    } finally {
+      await second.stop();
+    }
+  });
+
+  test('SIGINT stops cleanly too', async () => {
+    const weft = await startWeft();
+    assert.equal((await weft.stop({ signal: 'SIGINT' })).code, 0);
+  });
+
+  test('a busy listen_addr stops start-up with one sentence', async () => {
+    const holder = await startWeft();
+    try {
+      const port = new URL(holder.url).port;
+      const result = await runWeft(['serve'], {
+        WEFT_LISTEN_ADDR: `127.0.0.1:${port}`,
+        WEFT_METRICS_LISTEN_ADDR: '',
+        WEFT_DATA_DIR: join(holder.dataDir, 'other'),
+      });
+      refused(
+        result,
+        1,
+        new RegExp(
+          `^error: cannot listen on 127\\.0\\.0\\.1:${port} \\(listen_addr\\): the address is already in use$`,
+        ),
+        { logsOnStdout: true },
+      );
+    } finally {
+      await holder.stop();
+    }
+  });
+});
+
+describe('weft serve configuration errors', () => {
+  test('unknown keys and bad values stop start-up with the key path; nothing is created', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'weft-config-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, 'bad.yaml');
+    await writeFile(
+      file,
+      [
+        'listen_addr: 127.0.0.1:0',
+        'prefixes:',
+        '  v4: 100.64.0.0/33',
+        'derp:',
+        '  server:',
+        '    regoin_id: 5',
+        '',
+      ].join('\n'),
+    );
+    const dataDir = join(dir, 'never-created');
+    const result = await runWeft(['serve', '--config', file], { WEFT_DATA_DIR: dataDir });
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /prefixes\.v4/);
+    assert.match(result.stderr, /derp\.server.*regoin_id/);
+    await assert.rejects(stat(dataDir), { code: 'ENOENT' });
+  });
+
+  test('a bad environment value names the variable', async () => {
+    const result = await runWeft(['serve'], { WEFT_LISTEN_ADDR: 'localhost' });
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /WEFT_LISTEN_ADDR/);
+  });
+
+  test('--print-config prints the effective config with secrets redacted', async () => {
+    const result = await runWeft(['serve', '--print-config'], {
+      WEFT_DATABASE_TYPE: 'postgres',
+      WEFT_DATABASE_URL: 'postgres://weft:hunter2@db.internal:5432/weft',
+      WEFT_LISTEN_ADDR: '127.0.0.1:9999',
+    });
+    const text = ok(result);
+    assert.match(text, /listen_addr: 127\.0\.0\.1:9999/);
+    assert.match(text, /postgres:\/\/weft:\*\*\*@db\.internal:5432\/weft/);
+    assert.ok(!text.includes('hunter2'));
+  });
+});
+
+describe('weft serve on PostgreSQL', () => {
+  test('serves, and /health fails naming the database once PostgreSQL goes away', async () => {
+    const postgres = await startPostgres();
+    let weft: WeftServer | undefined;
+    try {
+      const url = await postgres.createDatabase('weft_cli');
+      weft = await startWeft({ env: { WEFT_DATABASE_TYPE: 'postgres', WEFT_DATABASE_URL: url } });
+      ok(await weft.cli(['users', 'create', 'pat']));
+      assert.match(ok(await weft.cli(['users', 'list'])), /pat/);
+      assert.equal((await fetch(`${weft.url}/health`)).status, 200);
+
+      await postgres.stop();
+      const res = await fetch(`${weft.url}/health`);
+      assert.equal(res.status, 500);
+      const body = (await res.json()) as {
+        status: string;
+        checks: { database: { status: string; output: string } };
+      };
+      assert.equal(body.status, 'fail');
+      assert.equal(body.checks.database.status, 'fail');
+      assert.ok(body.checks.database.output.length > 0);
+      refused(await weft.cli(['users', 'list']), 1, /^error: internal server error/);
+    } finally {
+      await weft?.stop();
+      await postgres.stop();
+    }
+  });
+});
