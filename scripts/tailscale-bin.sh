@@ -5,7 +5,7 @@
 #   scripts/tailscale-bin.sh v1.104.5      -> /root/.cache/weft/tailscale/v1.104.5
 #   scripts/tailscale-bin.sh oldest|newest -> the versions pinned in scripts/tailscale-versions.env
 #
-# The cache root is $WEFT_TAILSCALE_CACHE (default: ${XDG_CACHE_HOME:-$HOME/.cache}/weft/tailscale).
+# The cache root is $TAILSCALE_BIN_CACHE (not WEFT_*: weft rejects unknown WEFT_ variables) (default: ${XDG_CACHE_HOME:-$HOME/.cache}/weft/tailscale).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -20,7 +20,7 @@ case "$version" in
   *) echo "usage: $0 VERSION|oldest|newest (VERSION like v1.104.5)" >&2; exit 2 ;;
 esac
 
-root=${WEFT_TAILSCALE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/weft/tailscale}
+root=${TAILSCALE_BIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/weft/tailscale}
 dir=$root/$version
 bins=(tailscale tailscaled derper)
 
