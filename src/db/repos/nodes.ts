@@ -5,25 +5,25 @@ import type { DiscoPublic, MachinePublic, NodePublic } from '../../types/keys.ts
 import { fromJson, type Node, type RegisterMethod, toBool, toDate, toDateOrNull } from '../records.ts';
 import type { Database, NodesTable } from '../schema.ts';
 
-export interface NewNode {
-  machineKey: MachinePublic;
-  nodeKey: NodePublic;
-  discoKey: DiscoPublic;
-  ipv4: string | null;
-  ipv6: string | null;
-  hostname: string;
-  givenName: string;
-  userId: number | null;
-  tags?: string[];
-  registerMethod: RegisterMethod;
-  authKeyId?: number | null;
-  ephemeral?: boolean;
-  expiry?: Date | null;
-  lastSeen?: Date | null;
-  endpoints?: string[];
-  hostinfo?: Record<string, unknown>;
-  approvedRoutes?: string[];
-}
+/** What registration knows about a node; the rest starts empty (no tags, routes, expiry, ...). */
+export type NewNode = Pick<
+  Node,
+  | 'machineKey'
+  | 'nodeKey'
+  | 'discoKey'
+  | 'ipv4'
+  | 'ipv6'
+  | 'hostname'
+  | 'givenName'
+  | 'userId'
+  | 'registerMethod'
+> &
+  Partial<
+    Pick<
+      Node,
+      'tags' | 'authKeyId' | 'ephemeral' | 'expiry' | 'lastSeen' | 'endpoints' | 'hostinfo' | 'approvedRoutes'
+    >
+  >;
 
 /** Fields that change after registration. */
 export type NodeUpdate = Partial<
