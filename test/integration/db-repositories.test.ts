@@ -331,6 +331,17 @@ for (const [dialect, options] of Object.entries(dialects)) {
   });
 }
 
+test('PostgreSQL: replicas starting together migrate once, under the lock', async () => {
+  const url = await postgres.createDatabase('weft_race');
+  const opened = await Promise.all([1, 2, 3].map(() => openStore({ type: 'postgres', url })));
+  try {
+    const applied = opened.map((o) => o.applied).sort((a, b) => b.length - a.length);
+    assert.deepEqual(applied, [MIGRATION_NAMES, [], []]);
+  } finally {
+    await Promise.all(opened.map((o) => o.store.close()));
+  }
+});
+
 test('both dialects migrate to the same tables and columns', async () => {
   const schemas = [];
   for (const options of Object.values(dialects)) {
