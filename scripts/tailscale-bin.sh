@@ -2,10 +2,11 @@
 # Builds the official tailscale, tailscaled and derper at one version with `go install` into a cache
 # folder keyed by that version, and prints the folder. A second call for a built version is instant.
 #
-#   scripts/tailscale-bin.sh v1.104.5      -> /root/.cache/weft/tailscale/v1.104.5
+#   scripts/tailscale-bin.sh v1.102.5      -> ~/.cache/weft/tailscale/v1.102.5
 #   scripts/tailscale-bin.sh oldest|newest -> the versions pinned in scripts/tailscale-versions.env
 #
-# The cache root is $TAILSCALE_BIN_CACHE (not WEFT_*: weft rejects unknown WEFT_ variables) (default: ${XDG_CACHE_HOME:-$HOME/.cache}/weft/tailscale).
+# The cache root is $TAILSCALE_BIN_CACHE, by default ${XDG_CACHE_HOME:-$HOME/.cache}/weft/tailscale.
+# (The variable is deliberately not WEFT_*: weft refuses WEFT_ variables it does not know.)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -11,7 +11,6 @@ import Fastify, {
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
-  type FastifyServerFactory,
   LogController,
 } from 'fastify';
 import type { Store } from '../db/store.ts';
@@ -43,10 +42,7 @@ export interface RouteContext {
   now: () => Date;
 }
 
-export function createApiApp(
-  deps: ApiDependencies,
-  options: { serverFactory?: FastifyServerFactory } = {},
-): FastifyInstance {
+export function createApiApp(deps: ApiDependencies): FastifyInstance {
   const app = Fastify({
     // pino's Logger is a FastifyBaseLogger; the cast keeps Fastify's default generics for route modules.
     loggerInstance: deps.logger as FastifyBaseLogger,
@@ -54,7 +50,6 @@ export function createApiApp(
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: API_BODY_LIMIT,
     return503OnClosing: true,
-    ...(options.serverFactory ? { serverFactory: options.serverFactory } : {}),
   });
   const context: RouteContext = { store: deps.store, now: deps.now ?? (() => new Date()) };
   // The API speaks JSON only; Fastify would otherwise hand text/plain bodies to handlers as strings.

@@ -4,6 +4,7 @@
  * caller (the details go to the server log).
  */
 import type { z } from 'zod';
+import { isDatabaseUnavailable } from '../db/errors.ts';
 import { ERROR_CATALOGUE, type ErrorCode, WeftError } from '../types/errors.ts';
 import type { ProblemJson } from './wire.ts';
 
@@ -41,6 +42,9 @@ function fromFastify(err: FastifyLikeError): ProblemJson | undefined {
 
 export function problemFor(err: unknown): ProblemJson {
   if (err instanceof WeftError) return problem(err.code, err.message);
+  if (isDatabaseUnavailable(err)) {
+    return problem('DATABASE_UNAVAILABLE', 'the database is unavailable; the server log has the details');
+  }
   if (typeof err === 'object' && err !== null) {
     const known = fromFastify(err as FastifyLikeError);
     if (known) return known;

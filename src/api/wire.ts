@@ -57,23 +57,25 @@ export interface HealthJson {
 
 // ---- request bodies (strict: an unknown field is a mistake worth reporting) ----
 
-const userName = z.string().superRefine((name, ctx) => {
-  const problem = userNameProblem(name);
-  if (problem) ctx.addIssue({ code: 'custom', message: problem });
-});
+/** A string checked by one of the `…Problem` rules in src/types/names.ts. */
+function checked(problemOf: (value: string) => string | undefined) {
+  return z.string().superRefine((value, ctx) => {
+    const problem = problemOf(value);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
+}
 
-const tag = z.string().superRefine((value, ctx) => {
-  const problem = tagProblem(value);
-  if (problem) ctx.addIssue({ code: 'custom', message: problem });
-});
+const userName = checked(userNameProblem);
+const tag = checked(tagProblem);
 
 /** Ids travel as decimal strings (Headscale's protojson habit); numbers are accepted too. */
 export const idSchema = z
   .union([
-    z.string().regex(/^[1-9][0-9]{0,15}$/, 'must be a positive integer id'),
+    z.string().regex(/^[1-9][0-9]{0,14}$/, 'must be a positive integer id'),
     z.number().int().positive(),
   ])
-  .transform(Number);
+  .transform(Number)
+  .refine(Number.isSafeInteger, 'must be a positive integer id');
 
 const timestamp = z.iso.datetime({ offset: true }).transform((text) => new Date(text));
 

@@ -2,6 +2,7 @@
  * Which server the CLI talks to: the local admin socket in the data directory (found through the same
  * config `weft serve` reads), or a remote server given by --server/WEFT_SERVER with an API key.
  */
+import type { Command } from '@commander-js/extra-typings';
 import { ApiClient, type ApiTarget } from '../api/client.ts';
 import { loadConfig } from '../config/index.ts';
 import { adminSocketPath } from '../server/admin-socket.ts';
@@ -38,3 +39,6 @@ export function resolveTarget(options: GlobalOptions, env: NodeJS.ProcessEnv = p
 export function connect(options: GlobalOptions): ApiClient {
   return new ApiClient(resolveTarget(options));
 }
+
+/** How a command gets its client: from the global options of the command that is running. */
+export type Connect = (command: Command<unknown[], Record<string, unknown>>) => ApiClient;

@@ -5,7 +5,6 @@
 import { Command, CommanderError } from '@commander-js/extra-typings';
 import { ApiError } from '../api/client.ts';
 import { ConfigError } from '../config/index.ts';
-import { AdminSocketError } from '../server/admin-socket.ts';
 import { StartupError } from '../server/server.ts';
 import { apiKeysCommand } from './commands/apikeys.ts';
 import { preAuthKeysCommand } from './commands/preauthkeys.ts';
@@ -62,32 +61,26 @@ export async function main(argv: string[]): Promise<number> {
     await buildProgram().parseAsync(argv, { from: 'user' });
     return 0;
   } catch (err) {
-    if (err instanceof CommanderError) {
-      if (
-        err.code === 'commander.helpDisplayed' ||
-        err.code === 'commander.version' ||
-        err.code === 'commander.help'
-      ) {
-        return 0;
-      }
-      process.stderr.write(`error: ${sentence(err.message)}\n`);
-      return EXIT_USAGE;
-    }
-    if (err instanceof UsageError) {
-      process.stderr.write(`error: ${err.message}\n`);
-      return EXIT_USAGE;
-    }
-    if (err instanceof ApiError || err instanceof StartupError || err instanceof AdminSocketError) {
-      process.stderr.write(`error: ${err.message}\n`);
-      return EXIT_FAILURE;
-    }
-    if (err instanceof ConfigError) {
-      process.stderr.write(`error: ${err.message}\n`);
-      return EXIT_FAILURE;
-    }
-    process.stderr.write(`error: unexpected failure: ${(err as Error)?.stack ?? String(err)}\n`);
-    return EXIT_FAILURE;
+    const [message, code] = describeFailure(err);
+    if (message !== undefined) process.stderr.write(`error: ${message}\n`);
+    return code;
   }
+}
+
+/** What to print (nothing for help) and the exit code for anything that ended a command early. */
+function describeFailure(err: unknown): [string | undefined, number] {
+  if (err instanceof CommanderError) {
+    const helpOnly = ['commander.helpDisplayed', 'commander.help', 'commander.version'].includes(err.code);
+    return helpOnly ? [undefined, 0] : [sentence(err.message), EXIT_USAGE];
+  }
+  if (err instanceof UsageError) return [err.message, EXIT_USAGE];
+  // Expected failures carry a sentence written for the admin (a config error: one line per problem).
+  if (err instanceof ApiError || err instanceof StartupError || err instanceof ConfigError) {
+    return [err.message, EXIT_FAILURE];
+  }
+  // A bug: one line by default; NODE_DEBUG=weft adds the stack trace.
+  const stack = process.env.NODE_DEBUG?.includes('weft') && err instanceof Error ? `\n${err.stack}` : '';
+  return [`unexpected failure: ${err instanceof Error ? err.message : String(err)}${stack}`, EXIT_FAILURE];
 }
 
 if (import.meta.main) {

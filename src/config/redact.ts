@@ -1,8 +1,7 @@
 /**
  * The printable form of a Config, for `weft serve --print-config` and for logging the effective config.
  *
- * SECRET_FIELDS lists every key that can hold a secret and how to hide it; a new secret key must be
- * added there. Redaction hides only the secret part (a connection URL keeps its host and database, so an
+ * Redaction hides only the secret part (a connection URL keeps its host and database, so an
  * admin can still see where weft connects). Values the schema turned into numbers go back to the text
  * form the file uses, so the printed YAML is itself a valid config file.
  */
@@ -17,42 +16,22 @@ export type PrintableConfig = Omit<Config, 'ephemeral_node_inactivity_timeout'> 
   ephemeral_node_inactivity_timeout: string;
 };
 
-interface SecretField {
-  /** Dotted key path. */
-  readonly path: string;
-  readonly redact: (value: string) => string;
-}
-
-const SECRET_FIELDS: readonly SecretField[] = [{ path: 'database.url', redact: redactUrlSecrets }];
-
+/** Every key that can hold a secret is hidden here; a new secret key must be added. */
 export function redactConfig(config: Config): PrintableConfig {
-  const printable: PrintableConfig = {
+  const database =
+    config.database.type === 'postgres'
+      ? { ...config.database, url: redactUrlSecrets(config.database.url) }
+      : config.database;
+  return {
     ...structuredClone(config),
+    database,
     ephemeral_node_inactivity_timeout: formatDuration(config.ephemeral_node_inactivity_timeout),
   };
-  for (const field of SECRET_FIELDS)
-    redactAt(printable as Record<string, unknown>, field.path.split('.'), field.redact);
-  return printable;
 }
 
 /** YAML text of redactConfig(config). */
 export function formatConfig(config: Config): string {
   return stringify(redactConfig(config), { lineWidth: 0 });
-}
-
-function redactAt(
-  node: Record<string, unknown>,
-  path: readonly string[],
-  redact: (value: string) => string,
-): void {
-  const [key, ...rest] = path;
-  if (key === undefined) return;
-  const value = node[key];
-  if (rest.length === 0) {
-    if (typeof value === 'string') node[key] = redact(value);
-  } else if (typeof value === 'object' && value !== null) {
-    redactAt(value as Record<string, unknown>, rest, redact);
-  }
 }
 
 /**

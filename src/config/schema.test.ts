@@ -223,12 +223,20 @@ describe('database', () => {
     );
   });
 
-  test('url with sqlite', () => {
+  test('url with type sqlite', () => {
     assertIssue(
-      errorFor({ database: { url: 'postgres://db/weft' } }),
+      errorFor({ database: { type: 'sqlite', url: 'postgres://db/weft' } }),
       'database.url',
       /only used with type: postgres/,
     );
+  });
+
+  test('a url alone selects postgres', () => {
+    assert.deepEqual(parseConfig({ database: { url: 'postgres://db/weft' } }).database, {
+      type: 'postgres',
+      url: 'postgres://db/weft',
+    });
+    assert.deepEqual(parseConfig({}).database, { type: 'sqlite' });
   });
 
   test('url must be a postgres URL', () => {

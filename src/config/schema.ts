@@ -99,9 +99,10 @@ const postgresUrl = checkedString((text) =>
     : 'must be a postgres:// or postgresql:// URL, e.g. postgres://weft:secret@db.example.com:5432/weft',
 );
 
+/** `type` may be left out: a `url` alone means PostgreSQL (so WEFT_DATABASE_URL is enough), nothing means SQLite. */
 const databaseSchema = z
   .strictObject({
-    type: z.enum(['sqlite', 'postgres']).default('sqlite'),
+    type: z.enum(['sqlite', 'postgres']).optional(),
     url: postgresUrl.optional(),
   })
   .superRefine((database, ctx) => {
@@ -118,7 +119,7 @@ const databaseSchema = z
   })
   .transform(
     (database): DatabaseConfig =>
-      database.type === 'postgres' ? { type: 'postgres', url: database.url ?? '' } : { type: 'sqlite' },
+      database.url !== undefined ? { type: 'postgres', url: database.url } : { type: 'sqlite' },
   );
 
 const derpServerSchema = z.strictObject({

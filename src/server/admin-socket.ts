@@ -1,14 +1,17 @@
 /**
  * The local admin socket: `<data_dir>/weft.sock`, a unix socket the CLI on the same host talks to
- * without an API key. Its file mode (0600) limits it to the server's user.
+ * without an API key. Only the server's user may connect: the socket is created with mode 0600.
  *
- * Claiming the socket also keeps a second server off the same data directory (SQLite allows one
- * writer process): if the path answers, another weft is running there; if it doesn't, the file is a
- * leftover from a crash and is replaced.
+ * Requests on it are the server's own admin, so the socket must never exist with looser permissions,
+ * not even for a moment: it is bound under a umask that makes it 0600 from the start, rather than
+ * chmod-ed after listen (a connection accepted in between would keep admin rights).
  */
-import { chmod, unlink } from 'node:fs/promises';
-import { connect, type Server, type Socket } from 'node:net';
+import { unlink } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
+import { StartupError } from './errors.ts';
+import { listen } from './listen.ts';
 
 export const ADMIN_SOCKET_NAME = 'weft.sock';
 
@@ -19,66 +22,47 @@ export function adminSocketPath(dataDir: string): string {
   return join(dataDir, ADMIN_SOCKET_NAME);
 }
 
-export class AdminSocketError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'AdminSocketError';
-  }
+export interface AdminSocket {
+  readonly path: string;
+  readonly server: Server;
+  /** True for requests that arrived on this socket. */
+  isLocal(request: IncomingMessage): boolean;
+  /** Where requests go once the server is ready; until then they get 503. */
+  setHandler(handler: (req: IncomingMessage, res: ServerResponse) => void): void;
 }
 
-function listenOnce(server: Server, path: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error) => {
-      server.off('listening', onListening);
-      reject(err);
-    };
-    const onListening = () => {
-      server.off('error', onError);
-      resolve();
-    };
-    server.once('error', onError);
-    server.once('listening', onListening);
-    server.listen(path);
-  });
-}
-
-/** Resolves true when something accepts connections at `path`. */
-function answers(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe: Socket = connect(path);
-    const done = (alive: boolean) => {
-      probe.destroy();
-      resolve(alive);
-    };
-    probe.once('connect', () => done(true));
-    probe.once('error', () => done(false));
-    probe.setTimeout(2_000, () => done(false));
-  });
-}
-
-/** Listens on the admin socket at `path`, replacing a stale socket file and refusing a live one. */
-export async function listenAdminSocket(server: Server, path: string): Promise<void> {
+/**
+ * Binds the admin socket in `dataDir`. The caller holds the data directory lock, so a socket file
+ * already there is a leftover of a server that is gone and is replaced.
+ */
+export async function openAdminSocket(dataDir: string): Promise<AdminSocket> {
+  const path = adminSocketPath(dataDir);
   if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) {
-    throw new AdminSocketError(
+    throw new StartupError(
       `the admin socket path ${path} is longer than ${MAX_SOCKET_PATH_BYTES} bytes; use a shorter data_dir`,
     );
   }
+  const localSockets = new WeakSet<Socket>();
+  let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  const server = createServer((req, res) => {
+    if (handler) return handler(req, res);
+    res.writeHead(503, { 'content-type': 'text/plain' }).end('weft is starting\n');
+  });
+  server.on('connection', (socket) => localSockets.add(socket));
+
+  await unlink(path).catch(() => {});
+  const previousUmask = process.umask(0o177);
   try {
-    await listenOnce(server, path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') {
-      throw new AdminSocketError(`cannot listen on the admin socket ${path}: ${(err as Error).message}`, {
-        cause: err,
-      });
-    }
-    if (await answers(path)) {
-      throw new AdminSocketError(
-        `another weft server is already running with this data directory (its socket ${path} answers)`,
-        { cause: err },
-      );
-    }
-    await unlink(path);
-    await listenOnce(server, path);
+    await listen(server, { path }, `the admin socket ${path}`);
+  } finally {
+    process.umask(previousUmask);
   }
-  await chmod(path, 0o600);
+  return {
+    path,
+    server,
+    isLocal: (request) => localSockets.has(request.socket),
+    setHandler: (next) => {
+      handler = next;
+    },
+  };
 }

@@ -2,39 +2,33 @@
  * The composition root: builds every part of a running weft from the config, owns the listeners, and
  * takes them down again in reverse order.
  *
- *   admin socket  <data_dir>/weft.sock   REST API for the local CLI, no API key (claimed first, so a
- *                                        second server on the same data dir stops before touching it)
+ *   lock          <data_dir>/weft.lock     one server per data directory (taken first)
  *   database      SQLite <data_dir>/weft.db or PostgreSQL, migrated at start
- *   HTTP          listen_addr            /health, /api/v1 (bearer API keys)
- *   metrics       metrics_listen_addr    Prometheus /metrics (optional)
+ *   admin socket  <data_dir>/weft.sock     REST API for the local CLI, no API key
+ *   HTTP          listen_addr              /health, /api/v1 (bearer API keys)
+ *   metrics       metrics_listen_addr      Prometheus /metrics (optional)
  */
-import { mkdir, unlink } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { createApiApp } from '../api/app.ts';
-import type { HealthJson } from '../api/wire.ts';
 import { type Config, parseHostPort, redactConfig } from '../config/index.ts';
 import { redactUrlSecrets } from '../config/redact.ts';
 import { type DatabaseOptions, openStore, type Store } from '../db/store.ts';
 import type { Logger } from '../observe/logger.ts';
 import { createMetrics, type Metrics } from '../observe/metrics.ts';
-import { adminSocketPath, listenAdminSocket } from './admin-socket.ts';
+import { openAdminSocket } from './admin-socket.ts';
+import { lockDataDir } from './data-dir-lock.ts';
+import { StartupError } from './errors.ts';
+import { databaseHealthCheck } from './health.ts';
+import { closeServer, listen } from './listen.ts';
+
+export { StartupError } from './errors.ts';
 
 export const SQLITE_FILE_NAME = 'weft.db';
 
-/** How long /health waits for the database before calling it down. */
-const HEALTH_TIMEOUT_MS = 3_000;
-/** How long a graceful stop waits for in-flight requests before cutting connections. */
+/** How long a graceful stop waits for in-flight requests before exiting anyway. */
 const STOP_DEADLINE_MS = 10_000;
-
-/** A failure to start, said in one sentence fit for an admin (the cause is kept for the log). */
-export class StartupError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'StartupError';
-  }
-}
 
 export interface RunningServer {
   /** The bound HTTP address, e.g. `127.0.0.1:8080` (the real port when listen_addr asked for port 0). */
@@ -53,41 +47,8 @@ function formatAddress(server: Server): string {
     : `${address.address}:${address.port}`;
 }
 
-function listenTcp(server: Server, address: string, key: string): Promise<void> {
-  const { host, port } = parseHostPort(address);
-  return new Promise((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => {
-      const reason = err.code === 'EADDRINUSE' ? 'the address is already in use' : err.message;
-      reject(new StartupError(`cannot listen on ${address} (${key}): ${reason}`, { cause: err }));
-    });
-    server.listen(port, host, () => resolve());
-  });
-}
-
-function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve) => {
-    if (!server.listening) return resolve();
-    server.close(() => resolve());
-    server.closeIdleConnections();
-  });
-}
-
-async function checkHealth(store: Store): Promise<HealthJson> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`no answer within ${HEALTH_TIMEOUT_MS} ms`)),
-      HEALTH_TIMEOUT_MS,
-    );
-  });
-  try {
-    await Promise.race([store.ping(), timeout]);
-    return { status: 'pass', checks: { database: { status: 'pass' } } };
-  } catch (err) {
-    return { status: 'fail', checks: { database: { status: 'fail', output: (err as Error).message } } };
-  } finally {
-    clearTimeout(timer);
-  }
+function listenConfigured(server: Server, address: string, key: string): Promise<void> {
+  return listen(server, parseHostPort(address), `${address} (${key})`);
 }
 
 function metricsHandler(metrics: Metrics) {
@@ -132,58 +93,47 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   }
 }
 
-async function assemble(config: Config, log: Logger, teardown: Teardown): Promise<RunningServer> {
+async function prepareDataDir(dataDir: string, teardown: Teardown): Promise<void> {
   try {
-    await mkdir(config.data_dir, { recursive: true, mode: 0o700 });
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
   } catch (err) {
-    throw new StartupError(`cannot create data_dir ${config.data_dir}: ${(err as Error).message}`, {
-      cause: err,
-    });
+    throw new StartupError(`cannot create data_dir ${dataDir}: ${(err as Error).message}`, { cause: err });
   }
+  teardown.add(await lockDataDir(dataDir));
+}
 
-  // The admin socket first: it doubles as the "one server per data dir" lock.
-  const localSockets = new WeakSet<Socket>();
-  let handleLocal: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
-  const adminServer = createServer((req, res) => {
-    if (handleLocal) return handleLocal(req, res);
-    res.writeHead(503, { 'content-type': 'text/plain' }).end('weft is starting\n');
-  });
-  adminServer.on('connection', (socket) => localSockets.add(socket));
-  const socketPath = adminSocketPath(config.data_dir);
-  await listenAdminSocket(adminServer, socketPath);
-  teardown.add(async () => {
-    adminServer.closeAllConnections();
-    await closeServer(adminServer);
-    await unlink(socketPath).catch(() => {});
-  });
-
+async function assemble(config: Config, log: Logger, teardown: Teardown): Promise<RunningServer> {
+  await prepareDataDir(config.data_dir, teardown);
   const store = await openDatabase(config, log);
   teardown.add(() => store.close());
+  // Registered after the store, so on stop admin requests drain before the database closes.
+  const admin = await openAdminSocket(config.data_dir);
+  teardown.add(() => closeServer(admin.server));
 
   const metrics = createMetrics();
   const app = createApiApp({
     store,
     logger: log,
     metrics,
-    health: () => checkHealth(store),
-    isLocalAdmin: (req) => localSockets.has(req.socket),
+    health: databaseHealthCheck(store, log),
+    isLocalAdmin: admin.isLocal,
   });
   await app.ready();
   teardown.add(() => app.close());
-  handleLocal = (req, res) => app.server.emit('request', req, res);
+  admin.setHandler((req, res) => app.server.emit('request', req, res));
 
-  await listenTcp(app.server, config.listen_addr, 'listen_addr');
+  await listenConfigured(app.server, config.listen_addr, 'listen_addr');
   let metricsServer: Server | undefined;
   if (config.metrics_listen_addr !== '') {
-    metricsServer = createServer(metricsHandler(metrics));
-    const server = metricsServer;
+    const server = createServer(metricsHandler(metrics));
     teardown.add(() => closeServer(server));
-    await listenTcp(metricsServer, config.metrics_listen_addr, 'metrics_listen_addr');
+    await listenConfigured(server, config.metrics_listen_addr, 'metrics_listen_addr');
+    metricsServer = server;
   }
 
   const running: RunningServer = {
     httpAddress: formatAddress(app.server),
-    socketPath,
+    socketPath: admin.path,
     metricsAddress: metricsServer && formatAddress(metricsServer),
     store,
     close: () => teardown.run(log),

@@ -10,7 +10,6 @@ export const ERROR_CATALOGUE = {
   BAD_REQUEST: { status: 400, title: 'The request is malformed or a value in it is invalid' },
   UNAUTHENTICATED: { status: 401, title: 'A valid API key is required' },
   NOT_FOUND: { status: 404, title: 'No such endpoint' },
-  METHOD_NOT_ALLOWED: { status: 405, title: 'The endpoint does not accept this method' },
   BODY_TOO_LARGE: { status: 413, title: 'The request body is larger than the endpoint accepts' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The request body must be JSON' },
   USER_NOT_FOUND: { status: 404, title: 'No such user' },

@@ -77,6 +77,60 @@ export async function within<T, F>(promise: Promise<T>, timeoutMs: number, fallb
   }
 }
 
+/**
+ * Lets this process exit while `child` still runs: a test that forgets stop() must not hang its file;
+ * the harness's onProcessExit hook kills the child then.
+ */
+export function unrefChild(child: ChildProcess): void {
+  child.unref();
+  for (const stream of [child.stdout, child.stderr]) (stream as { unref?: () => void } | null)?.unref?.();
+}
+
+/** Removes a test's temp folder, or keeps it (and says where) when KEEP_TEST_DIRS is set. */
+export function removeTestDir<T>(dir: string, remove: () => T): T | undefined {
+  if (process.env.KEEP_TEST_DIRS) {
+    process.stderr.write(`KEEP_TEST_DIRS: kept ${dir}\n`);
+    return undefined;
+  }
+  return remove();
+}
+
+/**
+ * Resolves with the first line of `log` (already seen or still to come) that `matches` accepts;
+ * rejects with the log tail when `timeoutMs` passes or the child exits first.
+ */
+export function waitForLine(
+  child: ChildProcess,
+  log: OutputLog,
+  matches: (line: string) => boolean,
+  timeoutMs: number,
+  describe: string,
+): Promise<string> {
+  const seen = log.lines().find(matches);
+  if (seen !== undefined) return Promise.resolve(seen);
+  return new Promise<string>((resolve, reject) => {
+    const finish = (settle: () => void) => {
+      stopListening();
+      child.off('exit', onExit);
+      clearTimeout(timer);
+      settle();
+    };
+    const stopListening = log.onLine((line) => {
+      if (matches(line)) finish(() => resolve(line));
+    });
+    const onExit = () => finish(() => reject(new Error(`${describe} exited while waiting:\n${log.tail()}`)));
+    const timer = setTimeout(
+      () =>
+        finish(() =>
+          reject(new Error(`${describe}: no matching log line in ${timeoutMs} ms:\n${log.tail()}`)),
+        ),
+      timeoutMs,
+    );
+    if (hasExited(child)) onExit();
+    else child.on('exit', onExit);
+  });
+}
+
 /** True once the child has exited (by code or signal), or never started (no pid: spawn failed). */
 export function hasExited(child: ChildProcess): boolean {
   return child.exitCode !== null || child.signalCode !== null || child.pid === undefined;

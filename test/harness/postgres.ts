@@ -28,7 +28,7 @@ import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { freeLoopbackPort, hasExited, OutputLog, runCommand, terminate } from './child.ts';
+import { freeLoopbackPort, hasExited, OutputLog, runCommand, terminate, unrefChild } from './child.ts';
 import { killQuietly, onProcessExit } from './exit-cleanup.ts';
 
 export interface PostgresServer {
@@ -227,8 +227,7 @@ async function startPostmaster(
     rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
   });
   // A test that forgets stop() must not keep its process alive; the exit hook above cleans up then.
-  child.unref();
-  for (const stream of [child.stdout, child.stderr]) (stream as { unref?: () => void } | null)?.unref?.();
+  unrefChild(child);
 
   const url = (database = 'postgres') =>
     `postgres://${SUPERUSER}@${HOST}:${port}/${encodeURIComponent(database)}`;

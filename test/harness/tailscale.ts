@@ -21,7 +21,16 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { type CommandResult, hasExited, OutputLog, runCommand, terminate } from './child.ts';
+import {
+  type CommandResult,
+  hasExited,
+  OutputLog,
+  removeTestDir,
+  runCommand,
+  terminate,
+  unrefChild,
+  waitForLine,
+} from './child.ts';
 import { killQuietly, onProcessExit } from './exit-cleanup.ts';
 
 export interface TailscaleBinaries {
@@ -166,18 +175,17 @@ export async function startTailscaled(opts: StartTailscaledOptions): Promise<Tai
   });
   const unregisterKill = onProcessExit(() => {
     killQuietly(child.pid, 'SIGKILL');
-    removeDir(dir, () => rmSync(dir, { recursive: true, force: true }));
+    removeTestDir(dir, () => rmSync(dir, { recursive: true, force: true }));
   });
   // A test that forgets stop() must not keep its process alive; the exit hook above cleans up then.
-  child.unref();
-  for (const stream of [child.stdout, child.stderr]) (stream as { unref?: () => void } | null)?.unref?.();
+  unrefChild(child);
 
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
       await terminate(child, 'SIGTERM', STOP_GRACE_MS);
       await new Promise((resolve) => logFile.end(resolve));
-      await removeDir(dir, () => rm(dir, { recursive: true, force: true, maxRetries: 3 }));
+      await removeTestDir(dir, () => rm(dir, { recursive: true, force: true, maxRetries: 3 }));
       unregisterKill();
     })();
     return stopping;
@@ -309,39 +317,13 @@ function waitForLogLine(
 ): Promise<string> {
   // A /g or /y pattern would make test() remember where it stopped; matching must be stateless.
   const matcher = new RegExp(pattern.source, pattern.flags.replace(/[gy]/g, ''));
-  const seen = log.lines().find((line) => matcher.test(line));
-  if (seen !== undefined) return Promise.resolve(seen);
-  return new Promise<string>((resolve, reject) => {
-    const finish = (settle: () => void) => {
-      stopListening();
-      child.off('exit', onExit);
-      clearTimeout(timer);
-      settle();
-    };
-    const stopListening = log.onLine((line) => {
-      if (matcher.test(line)) finish(() => resolve(line));
-    });
-    const onExit = () =>
-      finish(() => reject(new Error(`${describe} exited while waiting for ${pattern}:\n${log.tail()}`)));
-    const timer = setTimeout(
-      () =>
-        finish(() =>
-          reject(new Error(`${describe}: no log line matched ${pattern} in ${timeoutMs} ms:\n${log.tail()}`)),
-        ),
-      timeoutMs,
-    );
-    if (hasExited(child)) onExit();
-    else child.on('exit', onExit);
-  });
-}
-
-/** Removes the temp folder, or keeps it (and says where) when KEEP_TEST_DIRS is set. */
-function removeDir<T>(dir: string, remove: () => T): T | undefined {
-  if (process.env.KEEP_TEST_DIRS) {
-    process.stderr.write(`KEEP_TEST_DIRS: kept ${dir}\n`);
-    return undefined;
-  }
-  return remove();
+  return waitForLine(
+    child,
+    log,
+    (line) => matcher.test(line),
+    timeoutMs,
+    `${describe} (waiting for ${pattern})`,
+  );
 }
 
 function lastLines(text: string, count: number): string {

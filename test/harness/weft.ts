@@ -9,7 +9,15 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type CommandResult, hasExited, OutputLog, runCommand, terminate } from './child.ts';
+import {
+  type CommandResult,
+  OutputLog,
+  removeTestDir,
+  runCommand,
+  terminate,
+  unrefChild,
+  waitForLine,
+} from './child.ts';
 import { killQuietly, onProcessExit } from './exit-cleanup.ts';
 
 export const WEFT_BIN = fileURLToPath(new URL('../../bin/weft', import.meta.url));
@@ -84,6 +92,7 @@ export async function startWeft(options: StartWeftOptions = {}): Promise<WeftSer
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const unregister = onProcessExit(() => killQuietly(child.pid, 'SIGKILL'));
+  unrefChild(child);
   const output = new OutputLog();
   output.attach(child);
   const entries: LogEntry[] = [];
@@ -92,39 +101,19 @@ export async function startWeft(options: StartWeftOptions = {}): Promise<WeftSer
     if (entry) entries.push(entry);
   });
 
-  const waitForLog = (match: (entry: LogEntry) => boolean, timeoutMs: number): Promise<LogEntry> => {
-    const found = entries.find(match);
-    if (found) return Promise.resolve(found);
-    return new Promise<LogEntry>((resolve, reject) => {
-      const stopListening = output.onLine((line) => {
-        const entry = parseEntry(line);
-        if (entry && match(entry)) finish(() => resolve(entry));
-      });
-      const onExit = () =>
-        finish(() => reject(new Error(`weft exited before the expected log line:\n${output.tail()}`)));
-      const timer = setTimeout(
-        () =>
-          finish(() =>
-            reject(new Error(`no matching weft log line within ${timeoutMs} ms:\n${output.tail()}`)),
-          ),
-        timeoutMs,
-      );
-      const finish = (settle: () => void) => {
-        clearTimeout(timer);
-        stopListening();
-        child.off('exit', onExit);
-        settle();
-      };
-      child.once('exit', onExit);
-      if (hasExited(child)) onExit();
-    });
+  const waitForLog = async (match: (entry: LogEntry) => boolean, timeoutMs: number): Promise<LogEntry> => {
+    const matches = (line: string) => {
+      const entry = parseEntry(line);
+      return entry !== undefined && match(entry);
+    };
+    return parseEntry(await waitForLine(child, output, matches, timeoutMs, 'weft serve')) as LogEntry;
   };
 
   const stop: WeftServer['stop'] = async ({ signal = 'SIGTERM', keepDataDir = false } = {}) => {
     await terminate(child, signal, STOP_GRACE_MS);
     unregister();
-    if (ownDataDir && !keepDataDir && !process.env.KEEP_TEST_DIRS)
-      await rm(dataDir, { recursive: true, force: true });
+    if (ownDataDir && !keepDataDir)
+      await removeTestDir(dataDir, () => rm(dataDir, { recursive: true, force: true }));
     return { code: child.exitCode, signal: child.signalCode };
   };
 

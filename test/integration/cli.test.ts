@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -182,6 +183,7 @@ describe('weft CLI against a running server (SQLite)', () => {
       2,
       /longer than zero/,
     );
+    refused(await weft.cli(['apikeys', 'create', '--expiration', '100000000d']), 2, /at most 100 years/);
     refused(
       await weft.cli(['preauthkeys', 'create', '--user', 'alice', '--tags', 'server']),
       2,
@@ -286,6 +288,39 @@ describe('weft CLI against a running server (SQLite)', () => {
     assert.equal(second.code, 1);
     assert.match(second.stderr, /another weft server is already running with this data directory/);
     assert.equal((await fetch(`${weft.url}/health`)).status, 200, 'the first server is unharmed');
+    ok(await weft.cli(['users', 'list']));
+  });
+
+  test('an oversize body is refused from its Content-Length before the body is sent', async () => {
+    const { port } = new URL(weft.url);
+    // With a valid key: without one, the request is refused (401) before the body matters at all.
+    const apiKey = ok(await weft.cli(['apikeys', 'create', '--expiration', '1h'])).trim();
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request({
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/api/v1/user',
+        headers: {
+          authorization: `Bearer ${apiKey}`,
+          'content-type': 'application/json',
+          'content-length': String(64 * 1024 * 1024),
+        },
+      });
+      req.on('response', (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (chunk: string) => {
+          body += chunk;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', reject);
+      // Only the headers and a few bytes go out; the answer must not wait for the other 64 MiB.
+      req.write('{"name":"');
+      setTimeout(() => reject(new Error('no answer without the body')), 5_000).unref();
+    });
+    assert.equal(answer.status, 413);
+    assert.equal(JSON.parse(answer.body).code, 'BODY_TOO_LARGE');
   });
 
   test('metrics are served on metrics_listen_addr', async () => {
@@ -312,6 +347,22 @@ describe('weft serve lifecycle', () => {
       assert.ok(!second.logEntries().some((e) => e.msg === 'database migrated'), 'nothing left to migrate');
     } finally {
       await second.stop();
+    }
+  });
+
+  test('a crashed server leaves a stale lock and socket that the next start takes over', async () => {
+    const crashed = await startWeft();
+    ok(await crashed.cli(['users', 'create', 'yan']));
+    assert.equal((await crashed.stop({ signal: 'SIGKILL', keepDataDir: true })).signal, 'SIGKILL');
+    await stat(join(crashed.dataDir, 'weft.lock'));
+    await stat(crashed.socketPath);
+
+    const restarted = await startWeft({ dataDir: crashed.dataDir });
+    try {
+      assert.match(ok(await restarted.cli(['users', 'list'])), /yan/);
+    } finally {
+      await restarted.stop();
+      await rm(crashed.dataDir, { recursive: true, force: true });
     }
   });
 
@@ -408,7 +459,21 @@ describe('weft serve on PostgreSQL', () => {
       assert.equal(body.status, 'fail');
       assert.equal(body.checks.database.status, 'fail');
       assert.ok(body.checks.database.output.length > 0);
-      refused(await weft.cli(['users', 'list']), 1, /^error: internal server error/);
+      assert.match(body.checks.database.output, /^the database (query failed|did not answer)/);
+      assert.ok(
+        !body.checks.database.output.includes('127.0.0.1'),
+        'no connection details to anonymous callers',
+      );
+      refused(
+        await weft.cli(['users', 'list']),
+        1,
+        /^error: the database is unavailable; the server log has the details$/,
+      );
+      await weft.waitForLog(
+        (e) =>
+          e.msg === 'database health check: query failed' || e.msg === 'database health check: no answer',
+        5_000,
+      );
     } finally {
       await weft?.stop();
       await postgres.stop();

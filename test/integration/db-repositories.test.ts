@@ -15,6 +15,11 @@ import { type PostgresServer, startPostgres } from '../harness/postgres.ts';
 
 const HOUR = 3_600_000;
 
+/** The same token with its last hex digit changed (never to itself). */
+function tamper(token: string): string {
+  return token.slice(0, -1) + (token.endsWith('0') ? '1' : '0');
+}
+
 let postgres: PostgresServer;
 let tempDir: string;
 
@@ -220,13 +225,14 @@ for (const [dialect, options] of Object.entries(dialects)) {
       assert.ok(!JSON.stringify(stored).includes(text.slice(-64)), 'the secret is not stored');
 
       assert.deepEqual(await store.preAuthKeys.check(text), { ok: true, key });
-      assert.deepEqual(await store.preAuthKeys.check(`${text.slice(0, -1)}0`), {
-        ok: false,
-        reason: 'invalid',
-      });
+      assert.deepEqual(await store.preAuthKeys.check(tamper(text)), { ok: false, reason: 'invalid' });
       assert.deepEqual(await store.preAuthKeys.check('garbage'), { ok: false, reason: 'invalid' });
 
-      await store.preAuthKeys.markUsed(key.id);
+      const racing = await Promise.all([
+        store.preAuthKeys.consume(key.id),
+        store.preAuthKeys.consume(key.id),
+      ]);
+      assert.deepEqual(racing.sort(), [false, true], 'a single-use key is used exactly once');
       assert.deepEqual(await store.preAuthKeys.check(text), { ok: false, reason: 'used' });
 
       assert.equal((await store.preAuthKeys.resolve(text)).id, key.id);
@@ -248,7 +254,8 @@ for (const [dialect, options] of Object.entries(dialects)) {
         tags: [],
         expiration: new Date(Date.now() + HOUR),
       });
-      await store.preAuthKeys.markUsed(reusable.key.id);
+      assert.equal(await store.preAuthKeys.consume(reusable.key.id), true);
+      assert.equal(await store.preAuthKeys.consume(reusable.key.id), true);
       assert.equal((await store.preAuthKeys.check(reusable.text)).ok, true);
       const later = new Date(Date.now() + 2 * HOUR);
       assert.deepEqual(await store.preAuthKeys.check(reusable.text, later), { ok: false, reason: 'expired' });
@@ -295,7 +302,7 @@ for (const [dialect, options] of Object.entries(dialects)) {
       const seen = await store.apiKeys.authenticate(text, now);
       assert.equal(seen?.id, key.id);
       assert.equal((await store.apiKeys.resolve(key.prefix)).lastSeen?.getTime(), now.getTime());
-      assert.equal(await store.apiKeys.authenticate(`${text.slice(0, -1)}x`), undefined);
+      assert.equal(await store.apiKeys.authenticate(tamper(text)), undefined);
       assert.equal(await store.apiKeys.authenticate(text.replace('weft-api-', 'weft-auth-')), undefined);
 
       await store.apiKeys.expire(key.id);

@@ -1,10 +1,8 @@
 /** `weft apikeys create|list|expire`. */
 import { Command } from '@commander-js/extra-typings';
-import type { ApiClient } from '../../api/client.ts';
+import { durationArgument } from '../arguments.ts';
+import type { Connect } from '../connect.ts';
 import { formatTime, outputOption, printJson, printLine, printTable } from '../output.ts';
-import { durationArgument } from './preauthkeys.ts';
-
-type Connect = (command: Command<unknown[], Record<string, unknown>>) => ApiClient;
 
 const NINETY_DAYS_MS = 90 * 24 * 3_600_000;
 

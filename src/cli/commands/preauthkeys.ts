@@ -1,35 +1,9 @@
 /** `weft preauthkeys create|list|expire`. */
-import { Command, InvalidArgumentError } from '@commander-js/extra-typings';
-import type { ApiClient } from '../../api/client.ts';
-import { parseDuration } from '../../config/index.ts';
-import { tagProblem } from '../../types/names.ts';
+import { Command } from '@commander-js/extra-typings';
+import { durationArgument, tagsArgument } from '../arguments.ts';
+import type { Connect } from '../connect.ts';
 import { formatTime, outputOption, printJson, printLine, printTable, yesNo } from '../output.ts';
 import { userByName } from './users.ts';
-
-type Connect = (command: Command<unknown[], Record<string, unknown>>) => ApiClient;
-
-/** Parses `--expiration 1h` into a duration in ms, as a commander argument parser. */
-export function durationArgument(text: string): number {
-  try {
-    const ms = parseDuration(text);
-    if (ms <= 0) throw new Error('it must be longer than zero');
-    return ms;
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
-}
-
-function tagsArgument(text: string): string[] {
-  const tags = text
-    .split(',')
-    .map((t) => t.trim())
-    .filter((t) => t !== '');
-  for (const tag of tags) {
-    const problem = tagProblem(tag);
-    if (problem) throw new InvalidArgumentError(problem);
-  }
-  return tags;
-}
 
 export function preAuthKeysCommand(connect: Connect): Command {
   const keys = new Command('preauthkeys')

@@ -3,9 +3,8 @@ import { Command } from '@commander-js/extra-typings';
 import type { ApiClient } from '../../api/client.ts';
 import { ApiError } from '../../api/client.ts';
 import type { UserJson } from '../../api/wire.ts';
+import type { Connect } from '../connect.ts';
 import { formatTime, outputOption, printJson, printLine, printTable } from '../output.ts';
-
-type Connect = (command: Command<unknown[], Record<string, unknown>>) => ApiClient;
 
 /** The one user with this name, or an error saying there is none. */
 export async function userByName(client: ApiClient, name: string): Promise<UserJson> {

@@ -105,7 +105,7 @@ export class PreAuthKeyRepository {
     return toPreAuthKey(row);
   }
 
-  /** Checks a key presented by a registering client. Does not consume it; see `markUsed`. */
+  /** Checks a key presented by a registering client. Does not use it up; see `consume`. */
   async check(text: string, now = new Date()): Promise<PreAuthKeyCheck> {
     const key = await verifyPresented('auth', text, async (prefix) => {
       const row = await this.#db
@@ -122,7 +122,17 @@ export class PreAuthKeyRepository {
     return { ok: true, key: clean };
   }
 
-  async markUsed(id: number): Promise<void> {
-    await this.#db.updateTable('pre_auth_keys').set({ used: true }).where('id', '=', id).execute();
+  /**
+   * Uses the key for one registration. Atomic: of two registrations racing for a single-use key,
+   * exactly one gets true. A reusable key is simply marked as used.
+   */
+  async consume(id: number): Promise<boolean> {
+    const result = await this.#db
+      .updateTable('pre_auth_keys')
+      .set({ used: true })
+      .where('id', '=', id)
+      .where((eb) => eb.or([eb('reusable', '=', true), eb('used', '=', false)]))
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
   }
 }
