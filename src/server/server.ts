@@ -178,11 +178,14 @@ async function openDatabase(config: Config, log: Logger): Promise<Store> {
  * signal during the stop exits at once.
  */
 export async function serveUntilSignal(config: Config, log: Logger): Promise<void> {
-  const running = await startServer(config, log);
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+  // Listen before starting: a signal that arrives while start-up finishes must stop weft cleanly,
+  // not kill it with Node's default action.
+  const stopRequested = new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
+  const running = await startServer(config, log);
+  const signal = await stopRequested;
   log.info({ signal }, 'stopping');
   const force = () => {
     log.warn('second signal: exiting without a clean stop');
