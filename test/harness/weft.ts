@@ -95,11 +95,6 @@ export async function startWeft(options: StartWeftOptions = {}): Promise<WeftSer
   unrefChild(child);
   const output = new OutputLog();
   output.attach(child);
-  const entries: LogEntry[] = [];
-  output.onLine((line) => {
-    const entry = parseEntry(line);
-    if (entry) entries.push(entry);
-  });
 
   const waitForLog = async (match: (entry: LogEntry) => boolean, timeoutMs: number): Promise<LogEntry> => {
     const matches = (line: string) => {
@@ -135,7 +130,11 @@ export async function startWeft(options: StartWeftOptions = {}): Promise<WeftSer
         env: { ...env, ...cliOptions.env },
         timeoutMs: cliOptions.timeoutMs ?? CLI_TIMEOUT_MS,
       }),
-    logEntries: () => [...entries],
+    logEntries: () =>
+      output.lines().flatMap((line): LogEntry[] => {
+        const entry = parseEntry(line);
+        return entry ? [entry] : [];
+      }),
     waitForLog,
     output: () => output.text(),
     stop,

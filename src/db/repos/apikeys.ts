@@ -75,14 +75,13 @@ export class ApiKeyRepository {
         .selectAll()
         .where('prefix', '=', prefix)
         .executeTakeFirst();
-      return row && { ...toApiKey(row), hash: row.hash };
+      return row && { record: toApiKey(row), hash: row.hash };
     });
     if (!key || key.expiration <= now) return undefined;
-    const { hash: _hash, ...clean } = key;
-    if (!clean.lastSeen || now.getTime() - clean.lastSeen.getTime() >= LAST_SEEN_GRANULARITY_MS) {
-      await this.#db.updateTable('api_keys').set({ last_seen: now }).where('id', '=', clean.id).execute();
-      clean.lastSeen = now;
+    if (!key.lastSeen || now.getTime() - key.lastSeen.getTime() >= LAST_SEEN_GRANULARITY_MS) {
+      await this.#db.updateTable('api_keys').set({ last_seen: now }).where('id', '=', key.id).execute();
+      key.lastSeen = now;
     }
-    return clean;
+    return key;
   }
 }

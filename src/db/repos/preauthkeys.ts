@@ -113,13 +113,12 @@ export class PreAuthKeyRepository {
         .selectAll()
         .where('prefix', '=', prefix)
         .executeTakeFirst();
-      return row && { ...toPreAuthKey(row), hash: row.hash };
+      return row && { record: toPreAuthKey(row), hash: row.hash };
     });
     if (!key) return { ok: false, reason: 'invalid' };
-    const { hash: _hash, ...clean } = key;
-    if (clean.expiration <= now) return { ok: false, reason: 'expired' };
-    if (clean.used && !clean.reusable) return { ok: false, reason: 'used' };
-    return { ok: true, key: clean };
+    if (key.expiration <= now) return { ok: false, reason: 'expired' };
+    if (key.used && !key.reusable) return { ok: false, reason: 'used' };
+    return { ok: true, key };
   }
 
   /**

@@ -86,11 +86,11 @@ export async function resolveByPrefix<T extends { prefix: string }>(
 export async function verifyPresented<T>(
   kind: TokenKind,
   text: string,
-  lookup: (prefix: string) => Promise<(T & { hash: string }) | undefined>,
+  lookup: (prefix: string) => Promise<{ record: T; hash: string } | undefined>,
 ): Promise<T | undefined> {
   const parsed = parseToken(kind, text);
   if (!parsed) return undefined;
   const stored = await lookup(parsed.prefix);
   if (!stored || !secretMatches(parsed.secret, stored.hash)) return undefined;
-  return stored;
+  return stored.record;
 }
