@@ -16,9 +16,11 @@ import Fastify, {
 import type { Store } from '../db/store.ts';
 import type { Logger } from '../observe/logger.ts';
 import type { Metrics } from '../observe/metrics.ts';
+import type { Tailnet } from '../state/tailnet.ts';
 import { WeftError } from '../types/errors.ts';
 import { problemFor } from './problems.ts';
 import { registerApiKeyRoutes } from './routes/apikeys.ts';
+import { registerNodeRoutes } from './routes/nodes.ts';
 import { registerPreAuthKeyRoutes } from './routes/preauthkeys.ts';
 import { registerUserRoutes } from './routes/users.ts';
 import type { HealthJson } from './wire.ts';
@@ -28,17 +30,25 @@ export const API_BODY_LIMIT = 64 * 1024;
 
 export interface ApiDependencies {
   store: Store;
+  /** The live tailnet: node changes go through it so connected clients hear about them at once. */
+  tailnet: Tailnet;
   logger: Logger;
   metrics?: Metrics;
   /** Health of the parts the server depends on; `status: 'fail'` answers 500. */
   health: () => Promise<HealthJson>;
   /** True for requests that came through the local admin socket. */
   isLocalAdmin: (request: IncomingMessage) => boolean;
+  /** `dns.base_domain`: nodes' MagicDNS names are `<given name>.<base domain>`. */
+  baseDomain?: string;
   now?: () => Date;
 }
 
+export const DEFAULT_BASE_DOMAIN = 'tailnet.internal';
+
 export interface RouteContext {
   store: Store;
+  tailnet: Tailnet;
+  baseDomain: string;
   now: () => Date;
 }
 
@@ -51,7 +61,12 @@ export function createApiApp(deps: ApiDependencies): FastifyInstance {
     bodyLimit: API_BODY_LIMIT,
     return503OnClosing: true,
   });
-  const context: RouteContext = { store: deps.store, now: deps.now ?? (() => new Date()) };
+  const context: RouteContext = {
+    store: deps.store,
+    tailnet: deps.tailnet,
+    baseDomain: deps.baseDomain ?? DEFAULT_BASE_DOMAIN,
+    now: deps.now ?? (() => new Date()),
+  };
   // The API speaks JSON only; Fastify would otherwise hand text/plain bodies to handlers as strings.
   app.removeContentTypeParser('text/plain');
 
@@ -81,6 +96,7 @@ export function createApiApp(deps: ApiDependencies): FastifyInstance {
       api.addHook('onRequest', async (request) => authenticate(deps, context, request));
       registerUserRoutes(api, context);
       registerPreAuthKeyRoutes(api, context);
+      registerNodeRoutes(api, context);
       registerApiKeyRoutes(api, context);
     },
     { prefix: '/api/v1' },

@@ -6,7 +6,7 @@
 import { request as httpRequest, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { isErrorCode } from '../types/errors.ts';
-import type { ApiKeyJson, PreAuthKeyJson, ProblemJson, UserJson } from './wire.ts';
+import type { ApiKeyJson, NodeJson, PreAuthKeyJson, ProblemJson, UserJson } from './wire.ts';
 
 export type ApiTarget = { socketPath: string } | { url: string; apiKey: string };
 
@@ -81,6 +81,31 @@ export class ApiClient {
     return this.#call<{ preAuthKey: PreAuthKeyJson }>('POST', '/api/v1/preauthkey/expire', { prefix }).then(
       (r) => r.preAuthKey,
     );
+  }
+
+  listNodes(filter: { user?: string } = {}): Promise<NodeJson[]> {
+    return this.#call<{ nodes: NodeJson[] }>('GET', `/api/v1/node${query(filter)}`).then((r) => r.nodes);
+  }
+
+  getNode(id: string): Promise<NodeJson> {
+    return this.#call<{ node: NodeJson }>('GET', `/api/v1/node/${encodeURIComponent(id)}`).then(
+      (r) => r.node,
+    );
+  }
+
+  deleteNode(id: string): Promise<void> {
+    return this.#call('DELETE', `/api/v1/node/${encodeURIComponent(id)}`).then(() => undefined);
+  }
+
+  expireNode(id: string): Promise<NodeJson> {
+    return this.#call<{ node: NodeJson }>('POST', `/api/v1/node/${encodeURIComponent(id)}/expire`).then(
+      (r) => r.node,
+    );
+  }
+
+  renameNode(id: string, newName: string): Promise<NodeJson> {
+    const path = `/api/v1/node/${encodeURIComponent(id)}/rename/${encodeURIComponent(newName)}`;
+    return this.#call<{ node: NodeJson }>('POST', path).then((r) => r.node);
   }
 
   listApiKeys(): Promise<ApiKeyJson[]> {

@@ -2,7 +2,8 @@
 
 import { tokenLabel } from '../crypto/tokens.ts';
 import type { ApiKey, PreAuthKey, User } from '../db/records.ts';
-import type { ApiKeyJson, PreAuthKeyJson, UserJson } from './wire.ts';
+import { isExpired, type TailnetNode } from '../state/model.ts';
+import type { ApiKeyJson, NodeJson, PreAuthKeyJson, UserJson } from './wire.ts';
 
 export function userJson(user: User): UserJson {
   return {
@@ -29,6 +30,38 @@ export function preAuthKeyJson(key: PreAuthKey, owner: User | undefined, fullKey
     expiration: key.expiration.toISOString(),
     createdAt: key.createdAt.toISOString(),
     aclTags: key.tags,
+  };
+}
+
+/** A node as the API shows it; `owner` is its user (undefined for a tagged node). */
+export function nodeJson(
+  node: TailnetNode,
+  owner: User | undefined,
+  baseDomain: string,
+  now: Date,
+): NodeJson {
+  const hostinfo: Record<string, unknown> = node.hostinfo as Record<string, unknown>;
+  return {
+    id: String(node.id),
+    machineKey: node.machineKey,
+    nodeKey: node.nodeKey,
+    discoKey: node.discoKey,
+    ipAddresses: [node.ipv4, node.ipv6].filter((ip): ip is string => ip !== null),
+    name: node.givenName,
+    givenName: node.givenName,
+    hostname: node.hostname,
+    fqdn: `${node.givenName}.${baseDomain}`,
+    user: owner ? userJson(owner) : null,
+    tags: node.tags,
+    online: node.online,
+    lastSeen: node.lastSeen?.toISOString() ?? null,
+    expiry: node.expiry?.toISOString() ?? null,
+    expired: isExpired(node, now),
+    ephemeral: node.ephemeral,
+    registerMethod: node.registerMethod,
+    createdAt: node.createdAt.toISOString(),
+    os: typeof hostinfo.OS === 'string' ? hostinfo.OS : '',
+    clientVersion: typeof hostinfo.IPNVersion === 'string' ? hostinfo.IPNVersion : '',
   };
 }
 

@@ -35,6 +35,37 @@ export interface PreAuthKeyJson {
   aclTags: string[];
 }
 
+export interface NodeJson {
+  id: string;
+  machineKey: string;
+  nodeKey: string;
+  discoKey: string;
+  /** The node's tailnet addresses: IPv4 first, then IPv6. */
+  ipAddresses: string[];
+  /** The node's DNS label in the tailnet (same as `givenName`; Headscale's field name). */
+  name: string;
+  givenName: string;
+  /** The host name the client reported. */
+  hostname: string;
+  /** The MagicDNS name: `<givenName>.<dns.base_domain>`. */
+  fqdn: string;
+  /** The owner; null for a tagged node. */
+  user: UserJson | null;
+  tags: string[];
+  online: boolean;
+  lastSeen: string | null;
+  /** Node key expiry; null = never. */
+  expiry: string | null;
+  expired: boolean;
+  ephemeral: boolean;
+  registerMethod: string;
+  createdAt: string;
+  /** The client's OS (Hostinfo.OS), '' when unknown. */
+  os: string;
+  /** The client's Tailscale version (Hostinfo.IPNVersion), '' when unknown. */
+  clientVersion: string;
+}
+
 export interface ApiKeyJson {
   id: string;
   prefix: string;
@@ -107,5 +138,10 @@ export const preAuthKeyFilterQuery = z.strictObject({ user: idSchema.optional() 
 
 /** Names a key by what an admin typed: the key, its `weft-…-<prefix>` label or a hex start of the prefix. */
 export const expireKeyBody = z.strictObject({ prefix: z.string().min(1).max(200) });
+
+export const nodeFilterQuery = z.strictObject({ user: z.string().min(1).optional() });
+
+/** The new name is checked by the tailnet (DNS label rules, uniqueness), so it gives the one message. */
+export const renameNodeParams = z.strictObject({ id: idSchema, newName: z.string().min(1) });
 
 export const createApiKeyBody = z.strictObject({ expiration: timestamp });

@@ -31,3 +31,12 @@ export function tagsArgument(text: string): string[] {
   }
   return tags;
 }
+
+/** A node id as `weft nodes list` shows it: a positive decimal integer. */
+export function nodeIdArgument(text: string): string {
+  const id = text.trim();
+  if (!/^[1-9][0-9]{0,14}$/.test(id)) {
+    throw new InvalidArgumentError('it must be a positive integer id, as weft nodes list shows it');
+  }
+  return id;
+}

@@ -7,6 +7,7 @@ import { ApiError } from '../api/client.ts';
 import { ConfigError } from '../config/index.ts';
 import { StartupError } from '../server/server.ts';
 import { apiKeysCommand } from './commands/apikeys.ts';
+import { nodesCommand } from './commands/nodes.ts';
 import { preAuthKeysCommand } from './commands/preauthkeys.ts';
 import { serveCommand } from './commands/serve.ts';
 import { usersCommand } from './commands/users.ts';
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
   program.addCommand(serveCommand((command) => globalOptions(command).config));
   program.addCommand(usersCommand(connectFrom));
   program.addCommand(preAuthKeysCommand(connectFrom));
+  program.addCommand(nodesCommand(connectFrom));
   program.addCommand(apiKeysCommand(connectFrom));
   for (const command of program.commands) propagateSettings(command);
   return program as unknown as Command;

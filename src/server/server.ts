@@ -5,23 +5,34 @@
  *   lock          <data_dir>/weft.lock     one server per data directory (taken first)
  *   database      SQLite <data_dir>/weft.db or PostgreSQL, migrated at start
  *   admin socket  <data_dir>/weft.sock     REST API for the local CLI, no API key
- *   HTTP          listen_addr              /health, /api/v1 (bearer API keys)
+ *   server key    <data_dir>/noise_private.key   the control plane's Noise key, made on first start
+ *   tailnet       in-memory model of users and nodes, loaded from the database, written through
+ *   HTTP          listen_addr              /key, /ts2021 (control protocol), /health, /api/v1 (bearer API keys)
  *   metrics       metrics_listen_addr      Prometheus /metrics (optional)
  */
 import { mkdir } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
 import { createApiApp } from '../api/app.ts';
 import { type Config, parseHostPort, redactConfig } from '../config/index.ts';
 import { redactUrlSecrets } from '../config/redact.ts';
+import { ControlPlane } from '../control/plane.ts';
 import { type DatabaseOptions, openStore, type Store } from '../db/store.ts';
+import { DEFAULT_BROADCASTER_OPTIONS, MapBroadcaster } from '../mapper/broadcaster.ts';
+import { MapBuilder } from '../mapper/builder.ts';
+import { buildDnsConfig } from '../mapper/dns.ts';
 import type { Logger } from '../observe/logger.ts';
 import { createMetrics, type Metrics } from '../observe/metrics.ts';
+import { Tailnet } from '../state/tailnet.ts';
+import { ALLOW_ALL_PACKET_FILTER } from '../tailcfg/index.ts';
 import { openAdminSocket } from './admin-socket.ts';
 import { lockDataDir } from './data-dir-lock.ts';
+import { loadDerpMap } from './derp-map.ts';
 import { StartupError } from './errors.ts';
 import { databaseHealthCheck } from './health.ts';
 import { closeServer, listen } from './listen.ts';
+import { loadOrCreateServerKey } from './server-key.ts';
 
 export { StartupError } from './errors.ts';
 
@@ -36,6 +47,7 @@ export interface RunningServer {
   readonly socketPath: string;
   readonly metricsAddress: string | undefined;
   readonly store: Store;
+  readonly tailnet: Tailnet;
   close(): Promise<void>;
 }
 
@@ -110,16 +122,36 @@ async function assemble(config: Config, log: Logger, teardown: Teardown): Promis
   const admin = await openAdminSocket(config.data_dir);
   teardown.add(() => closeServer(admin.server));
 
+  const { tailnet, control } = await startControlPlane(config, store, log, teardown);
+
   const metrics = createMetrics();
   const app = createApiApp({
     store,
+    tailnet,
+    baseDomain: config.dns.base_domain,
     logger: log,
     metrics,
     health: databaseHealthCheck(store, log),
     isLocalAdmin: admin.isLocal,
   });
+  app.get('/key', (request, reply) => {
+    const body = control.keyResponse(request.query as { v?: unknown });
+    if (body === undefined)
+      return reply
+        .code(400)
+        .type('text/plain')
+        .send("the query parameter v must be the client's capability version\n");
+    return reply.send(body);
+  });
   await app.ready();
   teardown.add(() => app.close());
+  app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (!control.handleUpgrade(req, socket, head)) {
+      socket.end(
+        'HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nno upgrade is served at this path\n',
+      );
+    }
+  });
   admin.setHandler((req, res) => app.server.emit('request', req, res));
 
   await listenConfigured(app.server, config.listen_addr, 'listen_addr');
@@ -136,6 +168,7 @@ async function assemble(config: Config, log: Logger, teardown: Teardown): Promis
     socketPath: admin.path,
     metricsAddress: metricsServer && formatAddress(metricsServer),
     store,
+    tailnet,
     close: () => teardown.run(log),
   };
   log.info(
@@ -149,6 +182,39 @@ async function assemble(config: Config, log: Logger, teardown: Teardown): Promis
     'weft is serving',
   );
   return running;
+}
+
+/** The tailnet model, map fan-out and the Noise plane; torn down before the database closes. */
+async function startControlPlane(
+  config: Config,
+  store: Store,
+  log: Logger,
+  teardown: Teardown,
+): Promise<{ tailnet: Tailnet; control: ControlPlane }> {
+  const serverKey = await loadOrCreateServerKey(config.data_dir);
+  const derpMap = await loadDerpMap(config.derp, log);
+  const tailnet = await Tailnet.load({
+    store,
+    log: log.child({ component: 'tailnet' }),
+    prefixes: config.prefixes,
+    ephemeralInactivityMs: config.ephemeral_node_inactivity_timeout,
+  });
+  teardown.add(() => tailnet.close());
+  const builder = new MapBuilder(tailnet, {
+    baseDomain: config.dns.base_domain,
+    domain: new URL(config.server_url).hostname,
+    derpMap,
+    dnsConfig: buildDnsConfig(config.dns),
+    packetFilter: ALLOW_ALL_PACKET_FILTER,
+  });
+  const broadcaster = new MapBroadcaster(tailnet, builder, {
+    ...DEFAULT_BROADCASTER_OPTIONS,
+    log: log.child({ component: 'mapper' }),
+  });
+  teardown.add(async () => broadcaster.close());
+  const control = new ControlPlane({ tailnet, broadcaster, serverKey, log });
+  teardown.add(async () => control.close());
+  return { tailnet, control };
 }
 
 async function openDatabase(config: Config, log: Logger): Promise<Store> {

@@ -16,6 +16,7 @@ export const ERROR_CATALOGUE = {
   USER_EXISTS: { status: 409, title: 'A user with that name already exists' },
   USER_HAS_NODES: { status: 409, title: 'The user still owns nodes' },
   NODE_NOT_FOUND: { status: 404, title: 'No such node' },
+  NODE_NAME_TAKEN: { status: 409, title: 'Another node already has that name' },
   PREAUTHKEY_NOT_FOUND: { status: 404, title: 'No such pre-auth key' },
   PREAUTHKEY_AMBIGUOUS: { status: 409, title: 'The key prefix matches more than one pre-auth key' },
   PREAUTHKEY_EXPIRED: { status: 409, title: 'The pre-auth key has already expired' },

@@ -63,6 +63,8 @@ export interface TailscaledProcess {
   log(): string;
   /** Resolves with the first log line (past or future) matching `pattern`; rejects with the log tail on timeout or daemon exit. */
   waitForLog(pattern: RegExp, timeoutMs: number): Promise<string>;
+  /** Stops the daemon and starts it again on the same state, socket and log (a reboot of the device). */
+  restart(): Promise<void>;
   /** SIGTERM, then SIGKILL after 10 s; removes the temp folder unless KEEP_TEST_DIRS is set. Idempotent. */
   stop(): Promise<void>;
 }
@@ -166,19 +168,17 @@ export async function startTailscaled(opts: StartTailscaledOptions): Promise<Tai
     '--verbose=1',
     ...(opts.socks5 ? ['--socks5-server=127.0.0.1:0'] : []),
   ];
-  const child = spawn(binaries.tailscaled, args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const log = new OutputLog();
-  log.attach(child);
   const logFile = createWriteStream(join(dir, 'tailscaled.log')).on('error', () => {}); // a copy, best effort
   log.onLine((line) => {
     if (!logFile.writableEnded) logFile.write(`${line}\n`); // output can trail the exit
   });
+  // Restarts replace the child; everything below reads the current one.
+  let child = spawnDaemon(binaries.tailscaled, args, dir, env, log);
   const unregisterKill = onProcessExit(() => {
     killQuietly(child.pid, 'SIGKILL');
     removeTestDir(dir, () => rmSync(dir, { recursive: true, force: true }));
   });
-  // A test that forgets stop() must not keep its process alive; the exit hook above cleans up then.
-  unrefChild(child);
 
   let stopping: Promise<void> | undefined;
   const stop = () => {
@@ -200,26 +200,52 @@ export async function startTailscaled(opts: StartTailscaledOptions): Promise<Tai
   const waitForLog = (pattern: RegExp, timeoutMs: number) =>
     waitForLogLine(child, log, pattern, timeoutMs, describe);
 
-  try {
-    const socks5Address = opts.socks5 ? await socks5ListenAddress(waitForLog) : undefined;
+  let socks5Address: string | undefined;
+  const ready = async () => {
+    if (opts.socks5) socks5Address = await socks5ListenAddress(child, log, describe);
     await waitForLocalApi(child, log, socket, cli, describe);
-    return {
-      name: opts.name,
-      dir,
-      socket,
-      binaries,
-      socks5Address,
-      cli,
-      up: (upOpts) => cli(upArguments(upOpts), { timeoutMs: (upOpts.timeoutMs ?? UP_TIMEOUT_MS) + 10_000 }),
-      status: () => readStatus(cli, describe),
-      log: () => log.text(),
-      waitForLog,
-      stop,
-    };
+  };
+  try {
+    await ready();
   } catch (error) {
     await stop();
     throw error;
   }
+  return {
+    name: opts.name,
+    dir,
+    socket,
+    binaries,
+    get socks5Address() {
+      return socks5Address;
+    },
+    cli,
+    up: (upOpts) => cli(upArguments(upOpts), { timeoutMs: (upOpts.timeoutMs ?? UP_TIMEOUT_MS) + 10_000 }),
+    status: () => readStatus(cli, describe),
+    log: () => log.text(),
+    waitForLog,
+    async restart() {
+      await terminate(child, 'SIGTERM', STOP_GRACE_MS);
+      log.append('[harness] restarting tailscaled with the same state\n');
+      child = spawnDaemon(binaries.tailscaled, args, dir, env, log);
+      await ready();
+    },
+    stop,
+  };
+}
+
+function spawnDaemon(
+  tailscaled: string,
+  args: string[],
+  dir: string,
+  env: NodeJS.ProcessEnv,
+  log: OutputLog,
+): ChildProcess {
+  const child = spawn(tailscaled, args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  log.attach(child);
+  // A test that forgets stop() must not keep its process alive; the exit hook cleans up then.
+  unrefChild(child);
+  return child;
 }
 
 /** Our environment minus proxy settings, plus the §9.2 test knobs, plus the caller's additions. */
@@ -250,9 +276,21 @@ function upArguments(opts: UpOptions): string[] {
   ];
 }
 
-/** With --socks5-server=127.0.0.1:0 the daemon picks the port and logs it ("SOCKS5 listening on …"). */
-async function socks5ListenAddress(waitForLog: (pattern: RegExp, timeoutMs: number) => Promise<string>) {
-  const line = await waitForLog(/SOCKS5 listening on (\S+)/, READY_TIMEOUT_MS);
+/**
+ * With --socks5-server=127.0.0.1:0 the daemon picks the port and logs it ("SOCKS5 listening on …").
+ * After a restart the current port is in the newest such line, so lines are counted per start.
+ */
+async function socks5ListenAddress(child: ChildProcess, log: OutputLog, describe: string): Promise<string> {
+  const starts = log.lines().filter((l) => l.startsWith('[harness] restarting')).length + 1;
+  const announced = () => log.lines().filter((l) => /SOCKS5 listening on \S+/.test(l));
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (announced().length < starts) {
+    if (hasExited(child)) throw new Error(`${describe} exited during start-up:\n${log.tail()}`);
+    if (Date.now() > deadline)
+      throw new Error(`${describe}: no SOCKS5 address within ${READY_TIMEOUT_MS} ms:\n${log.tail()}`);
+    await sleep(20);
+  }
+  const line = announced().at(-1) ?? '';
   const address = /SOCKS5 listening on (\S+)/.exec(line)?.[1];
   if (address === undefined) throw new Error(`unexpected SOCKS5 log line: ${line}`);
   return address;

@@ -13,20 +13,36 @@ import type { HealthJson } from '../../src/api/wire.ts';
 import { openStore, type Store } from '../../src/db/store.ts';
 import { createLogger } from '../../src/observe/logger.ts';
 import { createMetrics } from '../../src/observe/metrics.ts';
+import type { NodeChange } from '../../src/state/model.ts';
+import { Tailnet } from '../../src/state/tailnet.ts';
+import { DiscoPublic, MachinePublic, NodePublic, PrivateKey } from '../../src/types/keys.ts';
 
 let dir: string;
 let store: Store;
+let tailnet: Tailnet;
 let app: FastifyInstance;
 let health: HealthJson = { status: 'pass', checks: { database: { status: 'pass' } } };
 /** Requests injected with this header value count as arriving on the local admin socket. */
 const LOCAL = 'x-test-local';
+const silent = createLogger({ level: 'silent', format: 'json' });
+
+function loadTailnet(from: Store): Promise<Tailnet> {
+  return Tailnet.load({
+    store: from,
+    log: silent,
+    prefixes: { v4: '100.64.0.0/10', v6: 'fd7a:115c:a1e0::/48', allocation: 'sequential' },
+    ephemeralInactivityMs: 60_000,
+  });
+}
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'weft-api-'));
   store = (await openStore({ type: 'sqlite', path: join(dir, 'weft.db') })).store;
+  tailnet = await loadTailnet(store);
   app = createApiApp({
     store,
-    logger: createLogger({ level: 'silent', format: 'json' }),
+    tailnet,
+    logger: silent,
     metrics: createMetrics(),
     health: async () => health,
     isLocalAdmin: (req) => req.headers[LOCAL] === '1',
@@ -36,6 +52,7 @@ before(async () => {
 
 after(async () => {
   await app?.close();
+  await tailnet?.close();
   await store?.close();
   await rm(dir, { recursive: true, force: true });
 });
@@ -259,6 +276,213 @@ describe('pre-auth keys', () => {
   });
 });
 
+describe('nodes', () => {
+  // Its own database: the tailnet reads nodes once, at load, so they are seeded before it starts.
+  let nodeDir: string;
+  let nodeStore: Store;
+  let net: Tailnet;
+  let nodeApp: FastifyInstance;
+  const changes: NodeChange[] = [];
+  const ids: Record<'laptop' | 'phone' | 'server', number> = { laptop: 0, phone: 0, server: 0 };
+  const lastSeen = new Date('2025-01-02T03:04:05.000Z');
+
+  const call = (method: 'GET' | 'POST' | 'DELETE', url: string) =>
+    nodeApp.inject({ method, url, headers: { [LOCAL]: '1' } });
+
+  before(async () => {
+    nodeDir = await mkdtemp(join(tmpdir(), 'weft-api-nodes-'));
+    nodeStore = (await openStore({ type: 'sqlite', path: join(nodeDir, 'weft.db') })).store;
+    const alice = await nodeStore.users.create({ name: 'alice' });
+    const bob = await nodeStore.users.create({ name: 'bob' });
+    const seed = async (n: number, name: string, userId: number | null, extra: object = {}) =>
+      (
+        await nodeStore.nodes.create({
+          machineKey: PrivateKey.generate(MachinePublic).publicKey,
+          nodeKey: PrivateKey.generate(NodePublic).publicKey,
+          discoKey: PrivateKey.generate(DiscoPublic).publicKey,
+          ipv4: `100.64.0.${n}`,
+          ipv6: `fd7a:115c:a1e0::${n}`,
+          hostname: name,
+          givenName: name,
+          userId,
+          registerMethod: 'authkey',
+          ...extra,
+        })
+      ).id;
+    ids.laptop = await seed(1, 'laptop', alice.id, {
+      hostinfo: { Hostname: 'laptop', OS: 'linux', IPNVersion: '1.80.0-t1234' },
+      lastSeen,
+    });
+    ids.phone = await seed(2, 'phone', bob.id, { expiry: new Date(Date.now() + 86_400_000) });
+    ids.server = await seed(3, 'server', null, { tags: ['tag:server'], ephemeral: true });
+    net = await loadTailnet(nodeStore);
+    net.subscribe((change) => changes.push(change));
+    nodeApp = createApiApp({
+      store: nodeStore,
+      tailnet: net,
+      logger: silent,
+      health: async () => health,
+      isLocalAdmin: (req) => req.headers[LOCAL] === '1',
+      baseDomain: 'example.ts.net',
+    });
+    await nodeApp.ready();
+  });
+
+  after(async () => {
+    await nodeApp?.close();
+    await net?.close();
+    await nodeStore?.close();
+    await rm(nodeDir, { recursive: true, force: true });
+  });
+
+  test('list all nodes sorted by id, or only one user’s', async () => {
+    const res = await call('GET', '/api/v1/node');
+    assert.equal(res.statusCode, 200);
+    const nodes = res.json().nodes;
+    assert.deepEqual(
+      nodes.map((n: { id: string; name: string }) => [n.id, n.name]),
+      [
+        [String(ids.laptop), 'laptop'],
+        [String(ids.phone), 'phone'],
+        [String(ids.server), 'server'],
+      ],
+    );
+    const laptop = nodes[0];
+    const stored = net.node(ids.laptop);
+    assert.ok(stored);
+    assert.deepEqual(laptop, {
+      id: String(ids.laptop),
+      machineKey: stored.machineKey,
+      nodeKey: stored.nodeKey,
+      discoKey: stored.discoKey,
+      ipAddresses: ['100.64.0.1', 'fd7a:115c:a1e0::1'],
+      name: 'laptop',
+      givenName: 'laptop',
+      hostname: 'laptop',
+      fqdn: 'laptop.example.ts.net',
+      user: laptop.user,
+      tags: [],
+      online: false,
+      lastSeen: lastSeen.toISOString(),
+      expiry: null,
+      expired: false,
+      ephemeral: false,
+      registerMethod: 'authkey',
+      createdAt: stored.createdAt.toISOString(),
+      os: 'linux',
+      clientVersion: '1.80.0-t1234',
+    });
+    assert.equal(laptop.user.name, 'alice');
+    assert.equal(nodes[1].os, '');
+    assert.equal(nodes[1].expired, false);
+    assert.equal(nodes[2].user, null);
+    assert.deepEqual(nodes[2].tags, ['tag:server']);
+    assert.equal(nodes[2].ephemeral, true);
+
+    const bobs = (await call('GET', '/api/v1/node?user=bob')).json().nodes;
+    assert.deepEqual(
+      bobs.map((n: { name: string }) => n.name),
+      ['phone'],
+    );
+    assertProblem(await call('GET', '/api/v1/node?user=nobody'), 404, 'USER_NOT_FOUND', /"nobody"/);
+    assertProblem(await call('GET', '/api/v1/node?colour=red'), 400, 'BAD_REQUEST', /colour/);
+  });
+
+  test('show one node; unknown and malformed ids', async () => {
+    const res = await call('GET', `/api/v1/node/${ids.phone}`);
+    assert.equal(res.statusCode, 200);
+    assert.equal(res.json().node.name, 'phone');
+    assert.equal(res.json().node.user.name, 'bob');
+    assertProblem(await call('GET', '/api/v1/node/999999'), 404, 'NODE_NOT_FOUND', /no node with id 999999/);
+    assertProblem(await call('GET', '/api/v1/node/abc'), 400, 'BAD_REQUEST', /path\.id/);
+    assertProblem(await call('GET', '/api/v1/node/0'), 400, 'BAD_REQUEST', /path\.id/);
+    assertProblem(await call('DELETE', '/api/v1/node/-1'), 400, 'BAD_REQUEST', /path\.id/);
+  });
+
+  test('remote callers need an API key for nodes too', async () => {
+    const res = await nodeApp.inject({ method: 'GET', url: '/api/v1/node' });
+    assertProblem(res, 401, 'UNAUTHENTICATED');
+  });
+
+  test('rename goes through the tailnet: peers and the node itself are told', async () => {
+    changes.length = 0;
+    const res = await call('POST', `/api/v1/node/${ids.laptop}/rename/workstation`);
+    assert.equal(res.statusCode, 200);
+    const node = res.json().node;
+    assert.equal(node.name, 'workstation');
+    assert.equal(node.givenName, 'workstation');
+    assert.equal(node.hostname, 'laptop', 'the reported host name is kept');
+    assert.equal(node.fqdn, 'workstation.example.ts.net');
+    assert.equal(net.node(ids.laptop)?.givenName, 'workstation');
+    assert.equal((await nodeStore.nodes.getById(ids.laptop)).givenName, 'workstation');
+    assert.equal(changes.length, 1);
+    const change = changes[0];
+    assert.equal(change?.kind, 'updated');
+    assert.equal(change.kind === 'updated' && change.self, true);
+    assert.equal(change?.node.id, ids.laptop);
+
+    changes.length = 0;
+    assertProblem(
+      await call('POST', `/api/v1/node/${ids.laptop}/rename/Bad_Name`),
+      400,
+      'BAD_REQUEST',
+      /lowercase letters/,
+    );
+    assertProblem(await call('POST', `/api/v1/node/${ids.laptop}/rename/a%2Fb`), 400, 'BAD_REQUEST');
+    assertProblem(
+      await call('POST', `/api/v1/node/${ids.laptop}/rename/phone`),
+      409,
+      'NODE_NAME_TAKEN',
+      /"phone"/,
+    );
+    assertProblem(await call('POST', '/api/v1/node/999999/rename/free'), 404, 'NODE_NOT_FOUND');
+    assert.equal(changes.length, 0, 'refused renames announce nothing');
+    assert.equal(net.node(ids.laptop)?.givenName, 'workstation');
+
+    // Renaming to its own name is not a clash.
+    assert.equal((await call('POST', `/api/v1/node/${ids.laptop}/rename/workstation`)).statusCode, 200);
+  });
+
+  test('expire sets the key expiry to now', async () => {
+    changes.length = 0;
+    const before = Date.now();
+    const res = await call('POST', `/api/v1/node/${ids.phone}/expire`);
+    assert.equal(res.statusCode, 200);
+    const node = res.json().node;
+    assert.equal(node.expired, true);
+    const expiry = new Date(node.expiry).getTime();
+    assert.ok(expiry >= before && expiry <= Date.now(), `expiry ${node.expiry}`);
+    assert.equal(net.node(ids.phone)?.expiry?.getTime(), expiry);
+    assert.equal((await nodeStore.nodes.getById(ids.phone)).expiry?.getTime(), expiry);
+    assert.deepEqual(
+      changes.map((c) => [c.kind, c.node.id]),
+      [['updated', ids.phone]],
+    );
+    assertProblem(await call('POST', '/api/v1/node/999999/expire'), 404, 'NODE_NOT_FOUND');
+  });
+
+  test('delete removes the node from the tailnet and the database', async () => {
+    changes.length = 0;
+    const res = await call('DELETE', `/api/v1/node/${ids.server}`);
+    assert.equal(res.statusCode, 200);
+    assert.deepEqual(res.json(), {});
+    assert.equal(net.node(ids.server), undefined);
+    assert.equal(await nodeStore.nodes.findById(ids.server), undefined);
+    assert.deepEqual(
+      changes.map((c) => [c.kind, c.node.id]),
+      [['removed', ids.server]],
+    );
+    assertProblem(await call('GET', `/api/v1/node/${ids.server}`), 404, 'NODE_NOT_FOUND');
+    assertProblem(await call('DELETE', `/api/v1/node/${ids.server}`), 404, 'NODE_NOT_FOUND');
+    assert.deepEqual(
+      (await call('GET', '/api/v1/node')).json().nodes.map((n: { name: string }) => n.name),
+      ['workstation', 'phone'],
+    );
+    // The freed name can be taken again.
+    assert.equal((await call('POST', `/api/v1/node/${ids.phone}/rename/server`)).statusCode, 200);
+  });
+});
+
 describe('authentication', () => {
   test('remote requests need a valid, unexpired API key', async () => {
     assertProblem(
@@ -307,7 +531,8 @@ describe('metrics', () => {
     const metrics = createMetrics();
     const counted = createApiApp({
       store,
-      logger: createLogger({ level: 'silent', format: 'json' }),
+      tailnet,
+      logger: silent,
       metrics,
       health: async () => health,
       isLocalAdmin: () => true,

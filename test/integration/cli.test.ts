@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { openStore } from '../../src/db/store.ts';
-import { MachinePublic, NodePublic, PrivateKey } from '../../src/types/keys.ts';
+import { DiscoPublic, MachinePublic, NodePublic, PrivateKey } from '../../src/types/keys.ts';
 import type { CommandResult } from '../harness/child.ts';
 import { startPostgres } from '../harness/postgres.ts';
 import { runWeft, startWeft, type WeftServer } from '../harness/weft.ts';
@@ -329,6 +329,177 @@ describe('weft CLI against a running server (SQLite)', () => {
     const text = await res.text();
     assert.match(text, /weft_http_requests_total\{method="GET",route="\/health",status="200"\}/);
     assert.match(text, /weft_nodejs_eventloop_lag_seconds/);
+  });
+});
+
+describe('weft nodes against a running server', () => {
+  let weft: WeftServer;
+  let dataDir: string;
+  const ids = { laptop: '', phone: '', server: '' };
+
+  before(async () => {
+    // The tailnet reads nodes once at start-up: create the users, stop, write nodes, start again.
+    const first = await startWeft();
+    dataDir = first.dataDir;
+    ok(await first.cli(['users', 'create', 'alice']));
+    ok(await first.cli(['users', 'create', 'bob']));
+    assert.equal((await first.stop({ keepDataDir: true })).code, 0);
+    const { store } = await openStore({ type: 'sqlite', path: join(dataDir, 'weft.db') });
+    try {
+      const alice = await store.users.getByName('alice');
+      const bob = await store.users.getByName('bob');
+      const seed = async (n: number, name: string, userId: number | null, extra: object = {}) =>
+        String(
+          (
+            await store.nodes.create({
+              machineKey: PrivateKey.generate(MachinePublic).publicKey,
+              nodeKey: PrivateKey.generate(NodePublic).publicKey,
+              discoKey: PrivateKey.generate(DiscoPublic).publicKey,
+              ipv4: `100.64.0.${n}`,
+              ipv6: `fd7a:115c:a1e0::${n}`,
+              hostname: name,
+              givenName: name,
+              userId,
+              registerMethod: 'authkey',
+              ...extra,
+            })
+          ).id,
+        );
+      ids.laptop = await seed(1, 'laptop', alice.id, {
+        hostinfo: { Hostname: 'laptop', OS: 'linux', IPNVersion: '1.80.0' },
+        lastSeen: new Date('2025-01-02T03:04:05Z'),
+      });
+      ids.phone = await seed(2, 'phone', bob.id);
+      ids.server = await seed(3, 'server', null, { tags: ['tag:server'] });
+    } finally {
+      await store.close();
+    }
+    weft = await startWeft({ dataDir });
+  });
+  after(async () => {
+    await weft?.stop();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  const nodesJson = async (args: string[] = []) =>
+    JSON.parse(ok(await weft.cli(['nodes', 'list', ...args, '-o', 'json']))) as {
+      id: string;
+      name: string;
+      fqdn: string;
+      user: { name: string } | null;
+      tags: string[];
+      ipAddresses: string[];
+      expired: boolean;
+    }[];
+
+  test('list: a table, JSON, and one user’s nodes', async () => {
+    const table = ok(await weft.cli(['nodes', 'list']))
+      .trimEnd()
+      .split('\n');
+    assert.match(table[0] ?? '', /^ID\s+NAME\s+HOSTNAME\s+USER\s+IPV4\s+IPV6\s+LAST SEEN\s+EXPIRY\s+TAGS$/);
+    assert.equal(table.length, 4);
+    assert.match(
+      table[1] ?? '',
+      new RegExp(
+        `^${ids.laptop}\\s+laptop\\s+laptop\\s+alice\\s+100\\.64\\.0\\.1\\s+fd7a:115c:a1e0::1\\s+2025-01-02 03:04:05Z\\s+never$`,
+      ),
+    );
+    assert.match(
+      table[2] ?? '',
+      /^\d+\s+phone\s+phone\s+bob\s+100\.64\.0\.2\s+fd7a:115c:a1e0::2\s+never\s+never$/,
+    );
+    assert.match(table[3] ?? '', /^\d+\s+server\s+server\s+-\s+.*\s+tag:server$/);
+
+    const all = await nodesJson();
+    assert.deepEqual(
+      all.map((n) => [n.id, n.name, n.user?.name ?? null]),
+      [
+        [ids.laptop, 'laptop', 'alice'],
+        [ids.phone, 'phone', 'bob'],
+        [ids.server, 'server', null],
+      ],
+    );
+    assert.deepEqual(all[0]?.ipAddresses, ['100.64.0.1', 'fd7a:115c:a1e0::1']);
+    assert.match(all[0]?.fqdn ?? '', /^laptop\.[a-z0-9.-]+$/);
+    assert.deepEqual(all[2]?.tags, ['tag:server']);
+
+    assert.deepEqual(
+      (await nodesJson(['--user', 'bob'])).map((n) => n.name),
+      ['phone'],
+    );
+    refused(
+      await weft.cli(['nodes', 'list', '--user', 'nobody']),
+      1,
+      /^error: there is no user named "nobody"$/,
+    );
+  });
+
+  test('show: key/value lines or JSON', async () => {
+    const text = ok(await weft.cli(['nodes', 'show', ids.laptop]));
+    assert.match(text, new RegExp(`^ID:\\s+${ids.laptop}$`, 'm'));
+    assert.match(text, /^Name:\s+laptop$/m);
+    assert.match(text, /^User:\s+alice$/m);
+    assert.match(text, /^IPv4:\s+100\.64\.0\.1$/m);
+    assert.match(text, /^OS:\s+linux$/m);
+    assert.match(text, /^Client version:\s+1\.80\.0$/m);
+    assert.match(text, /^Expiry:\s+never$/m);
+    assert.match(text, /^Node key:\s+nodekey:[0-9a-f]{64}$/m);
+    const json = JSON.parse(ok(await weft.cli(['nodes', 'show', ids.server, '-o', 'json'])));
+    assert.equal(json.name, 'server');
+    assert.equal(json.user, null);
+  });
+
+  test('rename, expire, delete', async () => {
+    assert.equal(
+      ok(await weft.cli(['nodes', 'rename', ids.laptop, 'desk'])),
+      `Node ${ids.laptop} renamed from "laptop" to "desk"\n`,
+    );
+    assert.equal((await nodesJson())[0]?.name, 'desk');
+
+    assert.equal(ok(await weft.cli(['nodes', 'expire', ids.laptop])), `Node ${ids.laptop} (desk) expired\n`);
+    const shown = JSON.parse(ok(await weft.cli(['nodes', 'show', ids.laptop, '-o', 'json'])));
+    assert.equal(shown.expired, true);
+    assert.match(ok(await weft.cli(['nodes', 'list', '--user', 'alice'])), /desk.*\(expired\)/);
+
+    assert.equal(ok(await weft.cli(['nodes', 'delete', ids.phone])), `Node ${ids.phone} (phone) deleted\n`);
+    assert.deepEqual(
+      (await nodesJson()).map((n) => n.name),
+      ['desk', 'server'],
+    );
+    refused(
+      await weft.cli(['nodes', 'show', ids.phone]),
+      1,
+      new RegExp(`^error: there is no node with id ${ids.phone}$`),
+    );
+  });
+
+  test('bad input: one sentence on stderr, non-zero exit, nothing changed', async () => {
+    const before = ok(await weft.cli(['nodes', 'list', '-o', 'json']));
+    refused(await weft.cli(['nodes', 'show', '999999']), 1, /^error: there is no node with id 999999$/);
+    refused(await weft.cli(['nodes', 'delete', '999999']), 1, /^error: there is no node with id 999999$/);
+    refused(await weft.cli(['nodes', 'expire', '999999']), 1, /^error: there is no node with id 999999$/);
+    refused(
+      await weft.cli(['nodes', 'rename', '999999', 'x']),
+      1,
+      /^error: there is no node with id 999999$/,
+    );
+    refused(
+      await weft.cli(['nodes', 'rename', ids.laptop, 'Bad_Name']),
+      1,
+      /^error: invalid node name "Bad_Name": a name contains only lowercase letters, digits and "-"$/,
+    );
+    refused(
+      await weft.cli(['nodes', 'rename', ids.laptop, 'server']),
+      1,
+      /^error: another node is already called "server"$/,
+    );
+    refused(await weft.cli(['nodes', 'show', 'abc']), 2, /'abc' is invalid.*positive integer id/);
+    refused(await weft.cli(['nodes', 'delete', '0']), 2, /positive integer id/);
+    refused(await weft.cli(['nodes', 'expire', '-5']), 2, /^error: /);
+    refused(await weft.cli(['nodes', 'rename', ids.laptop]), 2, /missing required argument 'new-name'/);
+    refused(await weft.cli(['nodes', 'show']), 2, /missing required argument 'id'/);
+    refused(await weft.cli(['nodes', 'list', '-o', 'yaml']), 2, /argument 'yaml' is invalid/);
+    assert.equal(ok(await weft.cli(['nodes', 'list', '-o', 'json'])), before);
   });
 });
 

@@ -5,7 +5,7 @@ import { userJson } from '../present.ts';
 import { parseInput } from '../problems.ts';
 import { createUserBody, idParams, renameUserParams, userFilterQuery } from '../wire.ts';
 
-export function registerUserRoutes(api: FastifyInstance, { store, now }: RouteContext): void {
+export function registerUserRoutes(api: FastifyInstance, { store, tailnet, now }: RouteContext): void {
   api.get('/user', async (request) => {
     const filter = parseInput(userFilterQuery, request.query, 'query');
     return { users: (await store.users.list(filter)).map(userJson) };
@@ -30,6 +30,7 @@ export function registerUserRoutes(api: FastifyInstance, { store, now }: RouteCo
   api.post('/user/:id/rename/:newName', async (request) => {
     const { id, newName } = parseInput(renameUserParams, request.params, 'path');
     const user = await store.transaction((repos) => repos.users.rename(id, newName, now()));
+    await tailnet.refreshUser(id); // peers show the new login name without a reconnect
     return { user: userJson(user) };
   });
 

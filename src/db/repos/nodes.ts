@@ -40,6 +40,8 @@ export type NodeUpdate = Partial<
     | 'endpoints'
     | 'hostinfo'
     | 'approvedRoutes'
+    | 'authKeyId'
+    | 'ephemeral'
   >
 >;
 
@@ -81,6 +83,8 @@ function toRow(update: NodeUpdate): Updateable<NodesTable> {
   if (update.endpoints !== undefined) row.endpoints = JSON.stringify(update.endpoints);
   if (update.hostinfo !== undefined) row.hostinfo = JSON.stringify(update.hostinfo);
   if (update.approvedRoutes !== undefined) row.approved_routes = JSON.stringify(update.approvedRoutes);
+  if (update.authKeyId !== undefined) row.auth_key_id = update.authKeyId;
+  if (update.ephemeral !== undefined) row.ephemeral = update.ephemeral;
   return row;
 }
 

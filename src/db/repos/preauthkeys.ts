@@ -16,7 +16,11 @@ export interface NewPreAuthKey {
 /** Why a presented pre-auth key cannot register a node (the order of checks follows Headscale). */
 export type PreAuthKeyRejection = 'invalid' | 'expired' | 'used';
 
-export type PreAuthKeyCheck = { ok: true; key: PreAuthKey } | { ok: false; reason: PreAuthKeyRejection };
+/** A rejected key still comes back when it exists, so a caller can recognise a re-registration with it. */
+export type PreAuthKeyCheck =
+  | { ok: true; key: PreAuthKey }
+  | { ok: false; reason: 'invalid' }
+  | { ok: false; reason: 'expired' | 'used'; key: PreAuthKey };
 
 function toPreAuthKey(row: Selectable<PreAuthKeysTable>): PreAuthKey {
   return {
@@ -116,8 +120,8 @@ export class PreAuthKeyRepository {
       return row && { record: toPreAuthKey(row), hash: row.hash };
     });
     if (!key) return { ok: false, reason: 'invalid' };
-    if (key.expiration <= now) return { ok: false, reason: 'expired' };
-    if (key.used && !key.reusable) return { ok: false, reason: 'used' };
+    if (key.expiration <= now) return { ok: false, reason: 'expired', key };
+    if (key.used && !key.reusable) return { ok: false, reason: 'used', key };
     return { ok: true, key };
   }
 

@@ -1,0 +1,61 @@
+/**
+ * `/api/v1/node`: list, show, delete, expire and rename nodes. Every change goes through the tailnet
+ * model, which writes it to the database and tells connected clients at once.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { User } from '../../db/records.ts';
+import type { TailnetNode } from '../../state/model.ts';
+import { WeftError } from '../../types/errors.ts';
+import type { RouteContext } from '../app.ts';
+import { nodeJson } from '../present.ts';
+import { parseInput } from '../problems.ts';
+import { idParams, type NodeJson, nodeFilterQuery, renameNodeParams } from '../wire.ts';
+
+export function registerNodeRoutes(
+  api: FastifyInstance,
+  { store, tailnet, now, baseDomain }: RouteContext,
+): void {
+  /** The node's owner: the tailnet knows every user that owns a node; the store is the fallback. */
+  const ownerOf = async (node: TailnetNode): Promise<User | undefined> => {
+    if (node.userId === null) return undefined;
+    return tailnet.user(node.userId) ?? (await store.users.findById(node.userId));
+  };
+  const present = async (node: TailnetNode): Promise<NodeJson> =>
+    nodeJson(node, await ownerOf(node), baseDomain, now());
+  const nodeById = (id: number): TailnetNode => {
+    const node = tailnet.node(id);
+    if (node === undefined) throw new WeftError('NODE_NOT_FOUND', `there is no node with id ${id}`);
+    return node;
+  };
+
+  api.get('/node', async (request) => {
+    const { user } = parseInput(nodeFilterQuery, request.query, 'query');
+    const owner = user === undefined ? undefined : await store.users.getByName(user);
+    const nodes = [...tailnet.nodes()]
+      .filter((node) => owner === undefined || node.userId === owner.id)
+      .sort((a, b) => a.id - b.id);
+    return { nodes: await Promise.all(nodes.map(present)) };
+  });
+
+  api.get('/node/:id', async (request) => {
+    const { id } = parseInput(idParams, request.params, 'path');
+    return { node: await present(nodeById(id)) };
+  });
+
+  api.delete('/node/:id', async (request) => {
+    const { id } = parseInput(idParams, request.params, 'path');
+    await tailnet.deleteNode(id);
+    return {};
+  });
+
+  api.post('/node/:id/expire', async (request) => {
+    const { id } = parseInput(idParams, request.params, 'path');
+    await tailnet.setExpiry(id, now());
+    return { node: await present(nodeById(id)) };
+  });
+
+  api.post('/node/:id/rename/:newName', async (request) => {
+    const { id, newName } = parseInput(renameNodeParams, request.params, 'path');
+    return { node: await present(await tailnet.rename(id, newName)) };
+  });
+}

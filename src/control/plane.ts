@@ -1,0 +1,287 @@
+/**
+ * The protocol plane: `GET /key`, the `/ts2021` upgrade (native HTTP upgrade and WebSocket), the Noise
+ * handshake, and HTTP/2 served over the Noise stream with the `/machine/*` routes.
+ *
+ *   client                                   weft
+ *   POST /ts2021  Upgrade: tailscale-control-protocol
+ *                 X-Tailscale-Handshake: base64(101-byte Noise IK initiation)
+ *                 ────────────────────────▶  respond(): client machine key authenticated
+ *                 ◀──  101 Switching Protocols + 51-byte response + early payload (one write)
+ *   HTTP/2 prior knowledge, inside Noise records, many concurrent streams:
+ *                 POST /machine/register, POST /machine/map (long poll, lite updates), …
+ *
+ * The Noise peer's machine key is the only identity a request has; every handler checks the node key
+ * it names against it.
+ */
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import {
+  constants as h2,
+  type IncomingHttpHeaders,
+  performServerHandshake,
+  type ServerHttp2Session,
+  type ServerHttp2Stream,
+} from 'node:http2';
+import type { Duplex } from 'node:stream';
+import { createWebSocketStream, WebSocketServer } from 'ws';
+import type { MapBroadcaster } from '../mapper/broadcaster.ts';
+import type { MapSession } from '../mapper/session.ts';
+import { encodeEarlyPayload, encodeHandshakeError, NoiseConn, NoiseError, respond } from '../noise/index.ts';
+import type { Logger } from '../observe/logger.ts';
+import type { Tailnet } from '../state/tailnet.ts';
+import {
+  MIN_SUPPORTED_CAPABILITY_VERSION,
+  parseMapRequest,
+  parseRegisterRequest,
+  unsupportedVersionMessage,
+} from '../tailcfg/index.ts';
+import { WeftError } from '../types/errors.ts';
+import { MachinePublic, type PrivateKey } from '../types/keys.ts';
+import { BodyError, readJson } from './body.ts';
+import { handleMap } from './map.ts';
+import { handleRegister } from './register.ts';
+
+export const UPGRADE_PROTOCOL = 'tailscale-control-protocol';
+
+/** 101 bytes of initiation in standard base64 with padding: 135 characters and one '='. */
+const HANDSHAKE_HEADER = /^[A-Za-z0-9+/]{135}=$/;
+
+/** HTTP/2 settings for the Noise plane: long polls hold streams for hours, so the stream limit is not tiny. */
+const H2_SETTINGS = { maxConcurrentStreams: 100, enablePush: false };
+
+/** How often the TCP stack probes an idle control connection, so vanished clients are noticed. */
+const TCP_KEEPALIVE_MS = 30_000;
+
+export interface ControlPlaneOptions {
+  tailnet: Tailnet;
+  broadcaster: MapBroadcaster;
+  serverKey: PrivateKey<'mkey'>;
+  log: Logger;
+}
+
+interface Peer {
+  machineKey: MachinePublic;
+  remote: string;
+}
+
+export class ControlPlane {
+  readonly #options: ControlPlaneOptions;
+  readonly #log: Logger;
+  readonly #webSockets = new WebSocketServer({
+    noServer: true,
+    perMessageDeflate: false,
+    maxPayload: 1 << 20,
+  });
+  readonly #sessions = new Set<ServerHttp2Session>();
+  readonly #streams = new Map<number, MapSession>();
+
+  constructor(options: ControlPlaneOptions) {
+    this.#options = options;
+    this.#log = options.log.child({ component: 'control' });
+  }
+
+  /** The body of `GET /key?v=N`, or undefined when `v` is not a version number. */
+  keyResponse(query: { v?: unknown }): { legacyPublicKey: string; publicKey: string } | undefined {
+    const version = Number(query.v);
+    if (typeof query.v !== 'string' || !Number.isInteger(version) || version < 0) return undefined;
+    // The legacy (pre-Noise) key is only used for Windows device certificates; zero says "none".
+    return { legacyPublicKey: MachinePublic.zero, publicKey: this.#options.serverKey.publicKey };
+  }
+
+  /**
+   * Handles an HTTP upgrade if it is for `/ts2021`; returns false for any other path so the caller can
+   * try the next protocol (DERP) or refuse it.
+   */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+    const url = new URL(req.url ?? '/', 'http://weft.invalid');
+    if (url.pathname !== '/ts2021') return false;
+    const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
+    const upgrade = (req.headers.upgrade ?? '').toLowerCase();
+    if (upgrade === 'websocket') {
+      this.#webSockets.handleUpgrade(req, socket, head, (ws) => {
+        if (ws.protocol !== UPGRADE_PROTOCOL) {
+          ws.close(1008, `subprotocol must be ${UPGRADE_PROTOCOL}`);
+          return;
+        }
+        // URLSearchParams turns a literal '+' into a space; the value is standard base64, so undo that.
+        const initiation = (url.searchParams.get('X-Tailscale-Handshake') ?? '').replaceAll(' ', '+');
+        const transport = createWebSocketStream(ws);
+        transport.on('error', () => transport.destroy());
+        this.#accept(transport, initiation, remote, { upgradeHeader: false, head: Buffer.alloc(0) });
+      });
+      return true;
+    }
+    if (upgrade !== UPGRADE_PROTOCOL) {
+      this.#refuseHttp(
+        socket,
+        remote,
+        upgrade === '' ? 'missing Upgrade header' : `unknown protocol "${upgrade}"`,
+      );
+      return true;
+    }
+    this.#accept(socket, String(req.headers['x-tailscale-handshake'] ?? ''), remote, {
+      upgradeHeader: true,
+      head,
+    });
+    return true;
+  }
+
+  #refuseHttp(socket: Duplex, remote: string, reason: string): void {
+    this.#log.warn({ remote, reason }, 'control connection refused');
+    socket.end(
+      `HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${reason}\n`,
+    );
+  }
+
+  #accept(
+    transport: Duplex,
+    headerValue: string,
+    remote: string,
+    mode: { upgradeHeader: boolean; head: Buffer },
+  ): void {
+    const refuse = (reason: string) => {
+      if (mode.upgradeHeader) this.#refuseHttp(transport, remote, reason);
+      else {
+        this.#log.warn({ remote, reason }, 'control connection refused');
+        transport.destroy();
+      }
+    };
+    if (!HANDSHAKE_HEADER.test(headerValue)) {
+      refuse('X-Tailscale-Handshake must be the base64 of a 101-byte Noise initiation');
+      return;
+    }
+    let handshake: ReturnType<typeof respond>;
+    try {
+      handshake = respond(Buffer.from(headerValue, 'base64'), this.#options.serverKey.raw());
+    } catch (err) {
+      if (!(err instanceof NoiseError)) throw err;
+      refuse(`Noise handshake failed: ${err.message}`);
+      return;
+    }
+    const peer: Peer = { machineKey: MachinePublic.fromRaw(handshake.peerStatic), remote };
+    if (
+      transport instanceof Object &&
+      'setKeepAlive' in transport &&
+      typeof transport.setKeepAlive === 'function'
+    ) {
+      transport.setKeepAlive(true, TCP_KEEPALIVE_MS);
+    }
+
+    const switching = mode.upgradeHeader
+      ? `HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${UPGRADE_PROTOCOL}\r\nConnection: upgrade\r\n\r\n`
+      : '';
+    if (handshake.version < MIN_SUPPORTED_CAPABILITY_VERSION) {
+      // The client logs a handshake error message as `server error: "<text>"`.
+      const message = unsupportedVersionMessage(handshake.version);
+      this.#log.warn(
+        { remote, machine_key: peer.machineKey, cap: handshake.version },
+        'control connection refused: client too old',
+      );
+      transport.end(Buffer.concat([Buffer.from(switching), encodeHandshakeError(message)]));
+      return;
+    }
+
+    // One write for the 101, the Noise response and the early payload, like Tailscale's server.
+    const cork = 'cork' in transport && typeof transport.cork === 'function';
+    if (cork) transport.cork();
+    transport.write(Buffer.concat([Buffer.from(switching), handshake.response]));
+    // Bytes after the upgrade request (normally none: the client waits for our response first).
+    const conn = new NoiseConn(transport, handshake.keys, { leftover: mode.head });
+    conn.write(encodeEarlyPayload({ nodeKeyChallenge: `chalpub:${randomBytes(32).toString('hex')}` }));
+    if (cork) process.nextTick(() => transport.uncork());
+    conn.on('error', (err: Error) => {
+      this.#log.info({ remote, machine_key: peer.machineKey, err: err.message }, 'control connection error');
+    });
+    this.#serveHttp2(conn, peer);
+  }
+
+  #serveHttp2(conn: NoiseConn, peer: Peer): void {
+    const session = performServerHandshake(conn, { settings: H2_SETTINGS });
+    this.#sessions.add(session);
+    session.on('stream', (stream, headers) => this.#route(stream, headers, peer));
+    session.on('error', (err) =>
+      this.#log.debug({ err: err.message, remote: peer.remote }, 'HTTP/2 session error'),
+    );
+    session.once('close', () => {
+      this.#sessions.delete(session);
+      conn.destroy();
+    });
+    conn.once('close', () => {
+      if (!session.destroyed) session.destroy();
+    });
+  }
+
+  #route(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: Peer): void {
+    stream.on('error', () => undefined); // a reset stream is normal; the close handlers clean up
+    const method = headers[':method'];
+    const path = String(headers[':path'] ?? '').split('?')[0];
+    const route = `${method} ${path}`;
+    const run = async () => {
+      switch (route) {
+        case 'POST /machine/register':
+          return this.#register(stream, headers, peer);
+        case 'POST /machine/map':
+          return this.#map(stream, headers, peer);
+        case 'POST /machine/update-health':
+          // Only clients up to v1.88 send it; best-effort on their side, nothing to do on ours.
+          stream.resume();
+          return respondText(stream, 204, '');
+        default:
+          stream.resume();
+          return respondText(stream, 404, `${route} is not served by weft`);
+      }
+    };
+    run().catch((err: unknown) => this.#fail(stream, err, peer, route));
+  }
+
+  async #register(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: Peer): Promise<void> {
+    const request = parseRegisterRequest(await readJson(stream, headers));
+    const response = await handleRegister(request, {
+      tailnet: this.#options.tailnet,
+      log: this.#log.child({ remote: peer.remote }),
+      machineKey: peer.machineKey,
+    });
+    respondJson(stream, 200, response);
+  }
+
+  async #map(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: Peer): Promise<void> {
+    const request = parseMapRequest(await readJson(stream, headers));
+    handleMap(stream, request, {
+      tailnet: this.#options.tailnet,
+      broadcaster: this.#options.broadcaster,
+      log: this.#log.child({ remote: peer.remote }),
+      machineKey: peer.machineKey,
+      streams: this.#streams,
+    });
+  }
+
+  #fail(stream: ServerHttp2Stream, err: unknown, peer: Peer, route: string): void {
+    const known = err instanceof BodyError || err instanceof WeftError;
+    if (!known) this.#log.error({ err, route, remote: peer.remote }, 'control request failed');
+    // WireError is a WeftError (BAD_REQUEST); both carry the status that fits.
+    respondText(stream, known ? err.status : 500, known ? err.message : 'internal error');
+  }
+
+  /** Closes every control connection (shutdown); clients reconnect to the next server. */
+  close(): void {
+    for (const session of this.#sessions) session.close();
+    for (const session of this.#sessions) session.destroy();
+    this.#webSockets.close();
+  }
+}
+
+function respondText(stream: ServerHttp2Stream, status: number, text: string): void {
+  if (stream.destroyed || stream.closed) return;
+  if (stream.headersSent) {
+    stream.close(h2.NGHTTP2_INTERNAL_ERROR);
+    return;
+  }
+  stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8' });
+  stream.end(text === '' ? undefined : `${text}\n`);
+}
+
+function respondJson(stream: ServerHttp2Stream, status: number, body: unknown): void {
+  if (stream.destroyed || stream.closed) return;
+  stream.respond({ ':status': status, 'content-type': 'application/json' });
+  stream.end(JSON.stringify(body));
+}

@@ -1,0 +1,164 @@
+/**
+ * `POST /machine/register`: turns a RegisterRequest into a RegisterResponse.
+ *
+ * Every answer is HTTP 200. The official client shows `Error` to the user (`tailscale up` prints
+ * "backend error: <Error>"), while a non-200 status is only logged and retried silently — so anything
+ * a person must act on (bad key, expired key, wrong machine) goes into `Error`.
+ *
+ * The decision order follows the client's flows (docs/control-protocol.md §5.3):
+ *   known node key  → logout (past Expiry) | expire sooner (future Expiry) | NodeKeyExpired | refresh
+ *   unknown key     → pre-auth key (new node, or the same machine re-registering / rotating its key)
+ *                   | no key: interactive login (a later step; for now a clear Error)
+ */
+import type { User } from '../db/records.ts';
+import { loginName } from '../mapper/node-view.ts';
+import type { Logger } from '../observe/logger.ts';
+import { isExpired, type TailnetNode } from '../state/model.ts';
+import type { AuthKeyRejection, Tailnet } from '../state/tailnet.ts';
+import {
+  MIN_SUPPORTED_CAPABILITY_VERSION,
+  type RegisterRequest,
+  type RegisterResponse,
+  unsupportedVersionMessage,
+} from '../tailcfg/index.ts';
+import { WeftError } from '../types/errors.ts';
+import type { MachinePublic } from '../types/keys.ts';
+
+export const AUTH_KEY_ERRORS: Record<AuthKeyRejection, string> = {
+  invalid: 'invalid auth key: this weft server does not know it',
+  expired: 'auth key has expired: create a new one with `weft preauthkeys create`',
+  used: 'auth key was already used: it is single-use; create a new one or use a --reusable key',
+};
+
+export const WRONG_MACHINE_ERROR = 'this node key is registered to a different machine';
+
+export const NEEDS_AUTH_KEY_ERROR =
+  'this weft server needs a pre-auth key to log this device in: run `tailscale up --auth-key=<key>` with a key from `weft preauthkeys create`';
+
+export interface RegisterContext {
+  tailnet: Tailnet;
+  log: Logger;
+  machineKey: MachinePublic;
+}
+
+function userAndLogin(tailnet: Tailnet, node: TailnetNode): Pick<RegisterResponse, 'User' | 'Login'> {
+  const user: User | undefined = node.userId === null ? undefined : tailnet.user(node.userId);
+  if (user === undefined) {
+    return {
+      User: { ID: node.userId ?? 0, DisplayName: 'Tagged Devices' },
+      Login: {
+        ID: node.userId ?? 0,
+        Provider: '',
+        LoginName: 'tagged-devices',
+        DisplayName: 'Tagged Devices',
+      },
+    };
+  }
+  const display = user.displayName || user.name;
+  return {
+    User: {
+      ID: user.id,
+      DisplayName: display,
+      ProfilePicURL: user.profilePicUrl,
+      Created: user.createdAt.toISOString(),
+    },
+    Login: {
+      ID: user.id,
+      Provider: user.provider,
+      LoginName: loginName(user),
+      DisplayName: display,
+      ProfilePicURL: user.profilePicUrl,
+    },
+  };
+}
+
+function loggedIn(tailnet: Tailnet, node: TailnetNode): RegisterResponse {
+  return { ...userAndLogin(tailnet, node), MachineAuthorized: true, NodeKeyExpired: false };
+}
+
+function keyExpired(tailnet: Tailnet, node: TailnetNode): RegisterResponse {
+  return { ...userAndLogin(tailnet, node), MachineAuthorized: false, NodeKeyExpired: true };
+}
+
+export async function handleRegister(
+  request: RegisterRequest,
+  ctx: RegisterContext,
+): Promise<RegisterResponse> {
+  const { tailnet, log, machineKey } = ctx;
+  if (request.Version < MIN_SUPPORTED_CAPABILITY_VERSION) {
+    return { Error: unsupportedVersionMessage(request.Version) };
+  }
+  if (request.NodeKey === undefined) throw new WeftError('BAD_REQUEST', 'NodeKey is missing');
+
+  const known = tailnet.nodeByKey(request.NodeKey);
+  if (known !== undefined) {
+    if (known.machineKey !== machineKey) {
+      log.warn(
+        { node: known.id, machine_key: machineKey },
+        'register refused: node key belongs to another machine',
+      );
+      return { Error: WRONG_MACHINE_ERROR };
+    }
+    return registerKnown(known, request, ctx);
+  }
+
+  const old = request.OldNodeKey === undefined ? undefined : tailnet.nodeByKey(request.OldNodeKey);
+  if (old !== undefined && old.machineKey !== machineKey) {
+    log.warn(
+      { node: old.id, machine_key: machineKey },
+      'register refused: old node key belongs to another machine',
+    );
+    return { Error: WRONG_MACHINE_ERROR };
+  }
+  const authKey = request.Auth?.AuthKey;
+  if (authKey === undefined || authKey === '') return { Error: NEEDS_AUTH_KEY_ERROR };
+
+  const registration = await tailnet.registerWithAuthKey({
+    machineKey,
+    nodeKey: request.NodeKey,
+    authKey,
+    hostinfo: request.Hostinfo ?? {},
+    ephemeral: request.Ephemeral === true,
+  });
+  if (!registration.ok) {
+    log.info({ machine_key: machineKey, reason: registration.reason }, 'register refused: bad auth key');
+    return { Error: AUTH_KEY_ERRORS[registration.reason] };
+  }
+  const { node, created } = registration;
+  log.info(
+    {
+      node: node.id,
+      name: node.givenName,
+      ipv4: node.ipv4,
+      ipv6: node.ipv6,
+      created,
+      ephemeral: node.ephemeral,
+    },
+    created ? 'node registered' : 'node re-registered',
+  );
+  return loggedIn(tailnet, node);
+}
+
+async function registerKnown(
+  node: TailnetNode,
+  request: RegisterRequest,
+  ctx: RegisterContext,
+): Promise<RegisterResponse> {
+  const { tailnet, log } = ctx;
+  const now = tailnet.now();
+  const expiry = request.Expiry;
+  if (expiry !== undefined && expiry.getTime() <= now.getTime()) {
+    await tailnet.logout(node);
+    log.info({ node: node.id, name: node.givenName, ephemeral: node.ephemeral }, 'node logged out');
+    return keyExpired(tailnet, node);
+  }
+  if (isExpired(node, now)) return keyExpired(tailnet, node);
+  if (expiry !== undefined) {
+    // A client may only bring its expiry closer (`tailscale debug set-expire`), never push it out.
+    if (node.expiry !== null && expiry.getTime() > node.expiry.getTime()) {
+      return { Error: 'a node cannot extend its own key expiry; an admin can' };
+    }
+    await tailnet.setExpiry(node.id, expiry);
+  }
+  return loggedIn(tailnet, node);
+}

@@ -1,0 +1,589 @@
+/**
+ * The tailnet: the authoritative in-memory model of users and nodes, loaded from the database at start
+ * and written through to it. Everything that reads the tailnet on a hot path (map building, peer
+ * fan-out) reads this model, never the database.
+ *
+ * Writes that decide something (registration: which address, which name, is the key still unused) run
+ * one at a time through a serial queue and are awaited in the database. Frequent, low-value writes
+ * from map requests (endpoints, hostinfo, disco key, last seen) are applied in memory at once and
+ * written behind in batches, so a churning tailnet does not turn into a database write storm.
+ */
+import type { Node, PreAuthKey, User } from '../db/records.ts';
+import type { NodeUpdate } from '../db/repos/nodes.ts';
+import type { Store } from '../db/store.ts';
+import {
+  AddressAllocator,
+  isAutoDerivedGivenName,
+  labelProblem,
+  sanitizeHostname,
+  uniqueGivenName,
+} from '../netaddr/index.ts';
+import type { Logger } from '../observe/logger.ts';
+import type { Hostinfo } from '../tailcfg/index.ts';
+import { WeftError } from '../types/errors.ts';
+import type { DiscoPublic, MachinePublic, NodePublic } from '../types/keys.ts';
+import { SerialQueue } from '../util/serial.ts';
+import {
+  type ChangeListener,
+  isExpired,
+  type NodeChange,
+  type PeerPatch,
+  type TailnetNode,
+} from './model.ts';
+
+export interface TailnetOptions {
+  store: Store;
+  log: Logger;
+  prefixes: { v4: string; v6: string; allocation: 'sequential' | 'random' };
+  /** An ephemeral node is deleted after being offline this long. */
+  ephemeralInactivityMs: number;
+  /** A node whose last stream ended is reported offline only after this grace period (a reconnect cancels it). */
+  offlineGraceMs?: number;
+  /** How long map-request updates wait before they are written to the database together. */
+  writeBehindMs?: number;
+  now?: () => Date;
+}
+
+export type AuthKeyRejection = 'invalid' | 'expired' | 'used';
+
+export interface AuthKeyRegistration {
+  machineKey: MachinePublic;
+  nodeKey: NodePublic;
+  authKey: string;
+  hostinfo: Hostinfo;
+  /** The client asked for an ephemeral node (tailscaled --state=mem:). */
+  ephemeral: boolean;
+}
+
+export type Registration =
+  | { ok: true; node: TailnetNode; created: boolean }
+  | { ok: false; reason: AuthKeyRejection };
+
+/** What a map request may update; absent fields are unchanged. */
+export interface MapUpdate {
+  discoKey?: DiscoPublic;
+  endpoints?: string[];
+  hostinfo?: Hostinfo;
+  capVersion: number;
+}
+
+const DEFAULT_OFFLINE_GRACE_MS = 10_000;
+const DEFAULT_WRITE_BEHIND_MS = 1_000;
+/** setTimeout's limit; expiry timers further out are re-armed when they fire. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((value, i) => value === b[i]);
+}
+
+/** Hostinfo as peers see it: NetInfo (latencies, home DERP) changes constantly and peers don't need it. */
+export function hostinfoForPeers(hostinfo: Hostinfo): Hostinfo {
+  if (!('NetInfo' in hostinfo)) return hostinfo;
+  const { NetInfo: _netInfo, ...rest } = hostinfo;
+  return rest;
+}
+
+export class Tailnet {
+  readonly #store: Store;
+  readonly #log: Logger;
+  readonly #now: () => Date;
+  readonly #offlineGraceMs: number;
+  readonly #ephemeralInactivityMs: number;
+  readonly #writeBehindMs: number;
+  readonly #allocator: AddressAllocator;
+  readonly #nodes = new Map<number, TailnetNode>();
+  readonly #byNodeKey = new Map<NodePublic, TailnetNode>();
+  readonly #givenNames = new Set<string>();
+  readonly #users = new Map<number, User>();
+  readonly #listeners = new Set<ChangeListener>();
+  readonly #serial = new SerialQueue();
+  readonly #dirty = new Map<number, NodeUpdate>();
+  readonly #offlineTimers = new Map<number, NodeJS.Timeout>();
+  readonly #ephemeralTimers = new Map<number, NodeJS.Timeout>();
+  #flushTimer: NodeJS.Timeout | undefined;
+  #flushing: Promise<void> = Promise.resolve();
+  #expiryTimer: NodeJS.Timeout | undefined;
+  #expiryCheckedAt: Date;
+  #closed = false;
+
+  private constructor(options: TailnetOptions, nodes: Node[], users: User[]) {
+    this.#store = options.store;
+    this.#log = options.log;
+    this.#now = options.now ?? (() => new Date());
+    this.#offlineGraceMs = options.offlineGraceMs ?? DEFAULT_OFFLINE_GRACE_MS;
+    this.#ephemeralInactivityMs = options.ephemeralInactivityMs;
+    this.#writeBehindMs = options.writeBehindMs ?? DEFAULT_WRITE_BEHIND_MS;
+    const used = nodes.flatMap((n) => [n.ipv4, n.ipv6]).filter((ip): ip is string => ip !== null);
+    this.#allocator = new AddressAllocator(options.prefixes, used);
+    for (const user of users) this.#users.set(user.id, user);
+    for (const record of nodes) this.#index(toTailnetNode(record));
+    this.#expiryCheckedAt = this.#now();
+    // Nodes are offline until they connect; ephemeral ones must still go away if they never come back.
+    for (const node of this.#nodes.values()) if (node.ephemeral) this.#scheduleEphemeralRemoval(node);
+    this.#armExpiryTimer();
+  }
+
+  static async load(options: TailnetOptions): Promise<Tailnet> {
+    const [nodes, users] = await Promise.all([options.store.nodes.list(), options.store.users.list()]);
+    return new Tailnet(options, nodes, users);
+  }
+
+  // ---- reading ----
+
+  get size(): number {
+    return this.#nodes.size;
+  }
+
+  nodes(): IterableIterator<TailnetNode> {
+    return this.#nodes.values();
+  }
+
+  node(id: number): TailnetNode | undefined {
+    return this.#nodes.get(id);
+  }
+
+  nodeByKey(nodeKey: NodePublic): TailnetNode | undefined {
+    return this.#byNodeKey.get(nodeKey);
+  }
+
+  user(id: number): User | undefined {
+    return this.#users.get(id);
+  }
+
+  now(): Date {
+    return this.#now();
+  }
+
+  /** Subscribes to every change; returns the unsubscribe function. Listeners run synchronously. */
+  subscribe(listener: ChangeListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Re-reads a user after the API changed it (name, display name), and tells peers of its nodes. */
+  async refreshUser(id: number): Promise<void> {
+    const user = await this.#store.users.findById(id);
+    if (user === undefined) {
+      this.#users.delete(id);
+      return;
+    }
+    this.#users.set(id, user);
+    for (const node of this.#nodes.values()) if (node.userId === id) this.#changed(node, { self: true });
+  }
+
+  // ---- registration ----
+
+  /**
+   * Registers `nodeKey` with a pre-auth key. A machine that already has a node owned by the key's
+   * owner (the same user, or tags for a tagged key) keeps that node — same id, addresses and name —
+   * and only gets the new node key; otherwise a new node is created. Running `tailscale up` again with
+   * the same single-use key on the same machine is a re-registration, not a second use.
+   */
+  registerWithAuthKey(request: AuthKeyRegistration): Promise<Registration> {
+    return this.#serial.run(async () => {
+      const now = this.#now();
+      const check = await this.#store.preAuthKeys.check(request.authKey, now);
+      let key: PreAuthKey;
+      if (check.ok) key = check.key;
+      else if (
+        check.reason === 'used' &&
+        this.#identityNode(request.machineKey, check.key)?.authKeyId === check.key.id
+      )
+        key = check.key;
+      else return { ok: false, reason: check.reason };
+
+      const clash = this.#byNodeKey.get(request.nodeKey);
+      if (clash !== undefined && clash.machineKey !== request.machineKey) {
+        throw new WeftError('BAD_REQUEST', 'this node key is registered to a different machine');
+      }
+      const existing = clash ?? this.#identityNode(request.machineKey, key);
+      const reRun = existing?.authKeyId === key.id;
+      if (!reRun && !(await this.#store.preAuthKeys.consume(key.id))) return { ok: false, reason: 'used' };
+      if (key.userId !== null) await this.#loadUser(key.userId);
+
+      const ownership = {
+        userId: key.tags.length > 0 ? null : key.userId,
+        tags: key.tags,
+        ephemeral: key.ephemeral || request.ephemeral,
+        authKeyId: key.id,
+      };
+      if (existing !== undefined) {
+        const node = await this.#reauthenticate(existing, request.nodeKey, request.hostinfo, ownership);
+        return { ok: true, node, created: false };
+      }
+      const node = await this.#create(request, ownership, now);
+      return { ok: true, node, created: true };
+    });
+  }
+
+  /** The node this machine already has for the key's owner, if any (Headscale's identity rule). */
+  #identityNode(machineKey: MachinePublic, key: PreAuthKey): TailnetNode | undefined {
+    const tagged = key.tags.length > 0;
+    for (const node of this.#nodes.values()) {
+      if (node.machineKey !== machineKey) continue;
+      if (tagged ? node.userId === null : node.userId === key.userId) return node;
+    }
+    return undefined;
+  }
+
+  async #loadUser(id: number): Promise<void> {
+    const user = await this.#store.users.findById(id);
+    if (user !== undefined) this.#users.set(id, user);
+  }
+
+  async #create(
+    request: AuthKeyRegistration,
+    ownership: { userId: number | null; tags: string[]; ephemeral: boolean; authKeyId: number },
+    now: Date,
+  ): Promise<TailnetNode> {
+    const hostname = hostnameOf(request.hostinfo);
+    const givenName = uniqueGivenName(sanitizeHostname(hostname), (name) => this.#givenNames.has(name));
+    const { ipv4, ipv6 } = this.#allocator.next();
+    try {
+      const record = await this.#store.nodes.create(
+        {
+          machineKey: request.machineKey,
+          nodeKey: request.nodeKey,
+          discoKey: '' as DiscoPublic,
+          ipv4,
+          ipv6,
+          hostname,
+          givenName,
+          registerMethod: 'authkey',
+          hostinfo: request.hostinfo,
+          ...ownership,
+        },
+        now,
+      );
+      const node = toTailnetNode(record);
+      this.#index(node);
+      if (node.ephemeral) this.#scheduleEphemeralRemoval(node);
+      this.#emit({ kind: 'added', node });
+      return node;
+    } catch (err) {
+      for (const ip of [ipv4, ipv6]) if (ip !== null) this.#allocator.release(ip);
+      throw err;
+    }
+  }
+
+  async #reauthenticate(
+    node: TailnetNode,
+    nodeKey: NodePublic,
+    hostinfo: Hostinfo,
+    ownership: { userId: number | null; tags: string[]; ephemeral: boolean; authKeyId: number },
+  ): Promise<TailnetNode> {
+    const update: NodeUpdate = { nodeKey, expiry: null, hostinfo, ...ownership };
+    const hostname = hostnameOf(hostinfo);
+    if (hostname !== node.hostname) Object.assign(update, this.#renameForHostname(node, hostname));
+    await this.#store.nodes.update(node.id, update);
+    this.#rekey(node, nodeKey);
+    Object.assign(node, update);
+    this.#changed(node, { self: true });
+    return node;
+  }
+
+  /** A name for a node whose client changed its hostname; an admin's rename sticks. */
+  #renameForHostname(node: TailnetNode, hostname: string): Pick<NodeUpdate, 'hostname' | 'givenName'> {
+    if (!isAutoDerivedGivenName(node.givenName, node.hostname)) return { hostname };
+    this.#givenNames.delete(node.givenName);
+    const givenName = uniqueGivenName(sanitizeHostname(hostname), (name) => this.#givenNames.has(name));
+    this.#givenNames.add(givenName);
+    return { hostname, givenName };
+  }
+
+  #rekey(node: TailnetNode, nodeKey: NodePublic): void {
+    if (node.nodeKey === nodeKey) return;
+    this.#byNodeKey.delete(node.nodeKey);
+    node.nodeKey = nodeKey;
+    this.#byNodeKey.set(nodeKey, node);
+  }
+
+  /** `tailscale logout`: an ephemeral node is deleted, any other node's key expires now. */
+  logout(node: TailnetNode): Promise<void> {
+    if (node.ephemeral) return this.deleteNode(node.id);
+    return this.setExpiry(node.id, this.#now());
+  }
+
+  // ---- map requests and presence ----
+
+  /**
+   * Applies what a map request reports. A streaming request may not erase endpoints that a lite update
+   * stored (modern clients send their endpoints through lite updates), so empty lists there are ignored.
+   */
+  applyMapUpdate(node: TailnetNode, update: MapUpdate, streaming: boolean): void {
+    const patch: PeerPatch = {};
+    const stored: NodeUpdate = {};
+    if (update.discoKey !== undefined && update.discoKey !== node.discoKey) {
+      node.discoKey = patch.discoKey = stored.discoKey = update.discoKey;
+    }
+    const endpoints = update.endpoints;
+    if (
+      endpoints !== undefined &&
+      !(streaming && endpoints.length === 0) &&
+      !sameStrings(endpoints, node.endpoints)
+    ) {
+      node.endpoints = patch.endpoints = stored.endpoints = endpoints;
+    }
+    if (update.capVersion !== node.capVersion) node.capVersion = patch.cap = update.capVersion;
+    let whole = false;
+    if (update.hostinfo !== undefined) {
+      const merged: Hostinfo =
+        update.hostinfo.NetInfo === undefined && node.hostinfo.NetInfo !== undefined
+          ? { ...update.hostinfo, NetInfo: node.hostinfo.NetInfo }
+          : update.hostinfo;
+      const derp = homeDerpOf(merged);
+      if (derp !== homeDerpOf(node.hostinfo)) patch.derpRegion = derp;
+      whole = JSON.stringify(hostinfoForPeers(merged)) !== JSON.stringify(hostinfoForPeers(node.hostinfo));
+      if (whole || derp !== homeDerpOf(node.hostinfo)) {
+        const hostname = hostnameOf(merged);
+        const rename = hostname !== node.hostname ? this.#renameForHostname(node, hostname) : {};
+        Object.assign(node, rename);
+        Object.assign(stored, rename);
+        node.hostinfo = stored.hostinfo = merged;
+      }
+    }
+    if (Object.keys(stored).length > 0) this.#writeBehind(node.id, stored);
+    if (whole) this.#changed(node, { self: true });
+    else if (Object.keys(patch).length > 0) this.#patched(node, patch);
+  }
+
+  /** A streaming map session started for the node: it is online. */
+  sessionOpened(node: TailnetNode): void {
+    node.sessions += 1;
+    this.#clearTimer(this.#offlineTimers, node.id);
+    this.#clearTimer(this.#ephemeralTimers, node.id);
+    if (!node.online) {
+      node.online = true;
+      this.#patched(node, { online: true });
+    }
+  }
+
+  /** A streaming session ended; when the node has none left for the grace period, it is offline. */
+  sessionClosed(node: TailnetNode): void {
+    node.sessions = Math.max(0, node.sessions - 1);
+    if (node.sessions > 0 || !this.#nodes.has(node.id)) return;
+    this.#clearTimer(this.#offlineTimers, node.id);
+    const timer = setTimeout(() => {
+      this.#offlineTimers.delete(node.id);
+      if (node.sessions > 0 || !this.#nodes.has(node.id)) return;
+      this.#markOffline(node);
+      if (node.ephemeral) this.#scheduleEphemeralRemoval(node);
+    }, this.#offlineGraceMs);
+    timer.unref();
+    this.#offlineTimers.set(node.id, timer);
+  }
+
+  #markOffline(node: TailnetNode): void {
+    const lastSeen = this.#now();
+    node.online = false;
+    node.lastSeen = lastSeen;
+    this.#writeBehind(node.id, { lastSeen });
+    this.#patched(node, { online: false, lastSeen });
+  }
+
+  #scheduleEphemeralRemoval(node: TailnetNode): void {
+    this.#clearTimer(this.#ephemeralTimers, node.id);
+    const timer = setTimeout(
+      () => {
+        this.#ephemeralTimers.delete(node.id);
+        if (node.sessions > 0 || !this.#nodes.has(node.id)) return;
+        this.#log.info({ node: node.id, name: node.givenName }, 'removing ephemeral node after inactivity');
+        this.deleteNode(node.id).catch((err: unknown) => {
+          this.#log.warn({ err, node: node.id }, 'could not remove an inactive ephemeral node');
+        });
+      },
+      Math.min(this.#ephemeralInactivityMs, MAX_TIMER_MS),
+    );
+    timer.unref();
+    this.#ephemeralTimers.set(node.id, timer);
+  }
+
+  #clearTimer(timers: Map<number, NodeJS.Timeout>, id: number): void {
+    const timer = timers.get(id);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    timers.delete(id);
+  }
+
+  // ---- administration ----
+
+  deleteNode(id: number): Promise<void> {
+    return this.#serial.run(async () => {
+      const node = this.#require(id);
+      await this.#store.nodes.delete(id);
+      this.#unindex(node);
+      this.#emit({ kind: 'removed', node });
+    });
+  }
+
+  /** Sets the node key's expiry (null = never); a time in the past logs the node out at once. */
+  setExpiry(id: number, expiry: Date | null): Promise<void> {
+    return this.#serial.run(async () => {
+      const node = this.#require(id);
+      await this.#store.nodes.update(id, { expiry });
+      node.expiry = expiry;
+      this.#changed(node, { self: true });
+      this.#armExpiryTimer();
+    });
+  }
+
+  /** Gives the node a new DNS label, unique in the tailnet. */
+  rename(id: number, name: string): Promise<TailnetNode> {
+    return this.#serial.run(async () => {
+      const node = this.#require(id);
+      const problem = labelProblem(name);
+      if (problem !== undefined)
+        throw new WeftError('BAD_REQUEST', `invalid node name "${name}": ${problem}`);
+      if (name !== node.givenName && this.#givenNames.has(name)) {
+        throw new WeftError('NODE_NAME_TAKEN', `another node is already called "${name}"`);
+      }
+      await this.#store.nodes.update(id, { givenName: name });
+      this.#givenNames.delete(node.givenName);
+      this.#givenNames.add(name);
+      node.givenName = name;
+      this.#changed(node, { self: true });
+      return node;
+    });
+  }
+
+  #require(id: number): TailnetNode {
+    const node = this.#nodes.get(id);
+    if (node === undefined) throw new WeftError('NODE_NOT_FOUND', `there is no node with id ${id}`);
+    return node;
+  }
+
+  // ---- key expiry ----
+
+  /**
+   * Clients work out expiry themselves from KeyExpiry, but peers' cached views (Expired, and later the
+   * policy) must change when a key expires, so a timer announces each expiry as it passes.
+   */
+  #armExpiryTimer(): void {
+    if (this.#expiryTimer !== undefined) clearTimeout(this.#expiryTimer);
+    this.#expiryTimer = undefined;
+    if (this.#closed) return;
+    const now = this.#now().getTime();
+    let next = Number.POSITIVE_INFINITY;
+    for (const node of this.#nodes.values()) {
+      const at = node.expiry?.getTime();
+      if (at !== undefined && at > now && at < next) next = at;
+    }
+    if (next === Number.POSITIVE_INFINITY) return;
+    this.#expiryTimer = setTimeout(() => this.#announceExpiries(), Math.min(next - now + 1, MAX_TIMER_MS));
+    this.#expiryTimer.unref();
+  }
+
+  #announceExpiries(): void {
+    const from = this.#expiryCheckedAt.getTime();
+    const now = this.#now();
+    this.#expiryCheckedAt = now;
+    for (const node of this.#nodes.values()) {
+      const at = node.expiry?.getTime();
+      if (at !== undefined && at > from && isExpired(node, now)) this.#changed(node, { self: true });
+    }
+    this.#armExpiryTimer();
+  }
+
+  // ---- bookkeeping ----
+
+  #index(node: TailnetNode): void {
+    this.#nodes.set(node.id, node);
+    this.#byNodeKey.set(node.nodeKey, node);
+    this.#givenNames.add(node.givenName);
+    for (const ip of [node.ipv4, node.ipv6]) if (ip !== null) this.#allocator.reserve(ip);
+  }
+
+  #unindex(node: TailnetNode): void {
+    this.#nodes.delete(node.id);
+    if (this.#byNodeKey.get(node.nodeKey) === node) this.#byNodeKey.delete(node.nodeKey);
+    this.#givenNames.delete(node.givenName);
+    for (const ip of [node.ipv4, node.ipv6]) if (ip !== null) this.#allocator.release(ip);
+    this.#clearTimer(this.#offlineTimers, node.id);
+    this.#clearTimer(this.#ephemeralTimers, node.id);
+    this.#dirty.delete(node.id);
+  }
+
+  #changed(node: TailnetNode, options: { self: boolean }): void {
+    node.version += 1;
+    this.#emit({ kind: 'updated', node, self: options.self });
+  }
+
+  #patched(node: TailnetNode, patch: PeerPatch): void {
+    node.version += 1;
+    this.#emit({ kind: 'patched', node, patch });
+  }
+
+  #emit(change: NodeChange): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(change);
+      } catch (err) {
+        this.#log.error({ err, change: change.kind, node: change.node.id }, 'change listener failed');
+      }
+    }
+  }
+
+  #writeBehind(id: number, update: NodeUpdate): void {
+    this.#dirty.set(id, { ...this.#dirty.get(id), ...update });
+    if (this.#flushTimer !== undefined || this.#closed) return;
+    this.#flushTimer = setTimeout(() => {
+      this.#flushTimer = undefined;
+      void this.flush();
+    }, this.#writeBehindMs);
+    this.#flushTimer.unref();
+  }
+
+  /** Writes pending map-request updates to the database now. */
+  flush(): Promise<void> {
+    this.#flushing = this.#flushing.then(async () => {
+      const batch = [...this.#dirty];
+      this.#dirty.clear();
+      for (const [id, update] of batch) {
+        if (!this.#nodes.has(id)) continue;
+        try {
+          await this.#store.nodes.update(id, update);
+        } catch (err) {
+          this.#log.warn({ err, node: id }, 'could not store a node update');
+        }
+      }
+    });
+    return this.#flushing;
+  }
+
+  /** Stops timers and stores what is pending: last seen for connected nodes, queued updates. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const timer of [...this.#offlineTimers.values(), ...this.#ephemeralTimers.values()])
+      clearTimeout(timer);
+    this.#offlineTimers.clear();
+    this.#ephemeralTimers.clear();
+    if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer);
+    if (this.#expiryTimer !== undefined) clearTimeout(this.#expiryTimer);
+    const now = this.#now();
+    for (const node of this.#nodes.values())
+      if (node.online) this.#dirty.set(node.id, { ...this.#dirty.get(node.id), lastSeen: now });
+    await this.flush();
+  }
+}
+
+function toTailnetNode(record: Node): TailnetNode {
+  const { updatedAt: _updatedAt, ...fields } = record;
+  // Stored hostinfo was validated when it arrived in a request.
+  return {
+    ...fields,
+    hostinfo: record.hostinfo as Hostinfo,
+    version: 1,
+    online: false,
+    sessions: 0,
+    capVersion: 0,
+  };
+}
+
+export function hostnameOf(hostinfo: Hostinfo): string {
+  return typeof hostinfo.Hostname === 'string' ? hostinfo.Hostname : '';
+}
+
+export function homeDerpOf(hostinfo: Hostinfo): number {
+  const derp = hostinfo.NetInfo?.PreferredDERP;
+  return typeof derp === 'number' && Number.isInteger(derp) && derp > 0 ? derp : 0;
+}
