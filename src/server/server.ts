@@ -19,12 +19,16 @@ import { type Config, parseHostPort, redactConfig } from '../config/index.ts';
 import { redactUrlSecrets } from '../config/redact.ts';
 import { ControlPlane } from '../control/plane.ts';
 import { type DatabaseOptions, openStore, type Store } from '../db/store.ts';
-import { DEFAULT_BROADCASTER_OPTIONS, MapBroadcaster } from '../mapper/broadcaster.ts';
+import {
+  type BroadcasterOptions,
+  DEFAULT_BROADCASTER_OPTIONS,
+  MapBroadcaster,
+} from '../mapper/broadcaster.ts';
 import { MapBuilder } from '../mapper/builder.ts';
 import { buildDnsConfig } from '../mapper/dns.ts';
 import type { Logger } from '../observe/logger.ts';
 import { createMetrics, type Metrics } from '../observe/metrics.ts';
-import { Tailnet } from '../state/tailnet.ts';
+import { Tailnet, type TailnetOptions } from '../state/tailnet.ts';
 import { ALLOW_ALL_PACKET_FILTER } from '../tailcfg/index.ts';
 import { openAdminSocket } from './admin-socket.ts';
 import { lockDataDir } from './data-dir-lock.ts';
@@ -95,10 +99,20 @@ class Teardown {
   }
 }
 
-export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+/** Timings that tests shorten (keep-alives every few seconds instead of a minute, etc.). */
+export interface ServerTuning {
+  broadcaster?: Partial<Omit<BroadcasterOptions, 'log'>>;
+  tailnet?: Pick<TailnetOptions, 'offlineGraceMs' | 'writeBehindMs'>;
+}
+
+export async function startServer(
+  config: Config,
+  log: Logger,
+  tuning: ServerTuning = {},
+): Promise<RunningServer> {
   const teardown = new Teardown();
   try {
-    return await assemble(config, log, teardown);
+    return await assemble(config, log, teardown, tuning);
   } catch (err) {
     await teardown.run(log);
     throw err;
@@ -114,7 +128,12 @@ async function prepareDataDir(dataDir: string, teardown: Teardown): Promise<void
   teardown.add(await lockDataDir(dataDir));
 }
 
-async function assemble(config: Config, log: Logger, teardown: Teardown): Promise<RunningServer> {
+async function assemble(
+  config: Config,
+  log: Logger,
+  teardown: Teardown,
+  tuning: ServerTuning,
+): Promise<RunningServer> {
   await prepareDataDir(config.data_dir, teardown);
   const store = await openDatabase(config, log);
   teardown.add(() => store.close());
@@ -122,7 +141,7 @@ async function assemble(config: Config, log: Logger, teardown: Teardown): Promis
   const admin = await openAdminSocket(config.data_dir);
   teardown.add(() => closeServer(admin.server));
 
-  const { tailnet, control } = await startControlPlane(config, store, log, teardown);
+  const { tailnet, control } = await startControlPlane(config, store, log, teardown, tuning);
 
   const metrics = createMetrics();
   const app = createApiApp({
@@ -190,6 +209,7 @@ async function startControlPlane(
   store: Store,
   log: Logger,
   teardown: Teardown,
+  tuning: ServerTuning,
 ): Promise<{ tailnet: Tailnet; control: ControlPlane }> {
   const serverKey = await loadOrCreateServerKey(config.data_dir);
   const derpMap = await loadDerpMap(config.derp, log);
@@ -198,6 +218,7 @@ async function startControlPlane(
     log: log.child({ component: 'tailnet' }),
     prefixes: config.prefixes,
     ephemeralInactivityMs: config.ephemeral_node_inactivity_timeout,
+    ...tuning.tailnet,
   });
   teardown.add(() => tailnet.close());
   const builder = new MapBuilder(tailnet, {
@@ -209,6 +230,7 @@ async function startControlPlane(
   });
   const broadcaster = new MapBroadcaster(tailnet, builder, {
     ...DEFAULT_BROADCASTER_OPTIONS,
+    ...tuning.broadcaster,
     log: log.child({ component: 'mapper' }),
   });
   teardown.add(async () => broadcaster.close());

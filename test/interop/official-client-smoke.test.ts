@@ -1,14 +1,25 @@
 /**
- * Official clients against a running weft: for the oldest and newest pinned Tailscale releases, a
- * tailscaled told to `up --login-server <weft> --auth-key <key from weft's CLI>` fetches
- * `GET /key?v=<capability version>` from weft. The full join needs the control protocol (next issue);
- * until then `up` must fail rather than hang. Every process is stopped afterwards.
+ * Official clients against a running weft, for the oldest and newest pinned Tailscale releases: a
+ * tailscaled told to `up --login-server <weft> --auth-key <bad key>` fetches `GET /key?v=<capability
+ * version>`, completes the Noise handshake, and `tailscale up` fails with weft's own error text (a bad
+ * key must never leave `up` hanging). Every process is stopped afterwards.
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
+import { AUTH_KEY_ERRORS } from '../../src/control/register.ts';
 import { startTailscaled, type TailscaledProcess, tailscaleBinaries } from '../harness/tailscale.ts';
 import { startWeft, type WeftServer } from '../harness/weft.ts';
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+async function countNodes(weft: WeftServer): Promise<number> {
+  const list = await weft.cli(['nodes', 'list', '-o', 'json']);
+  assert.equal(list.code, 0, list.stderr);
+  return (JSON.parse(list.stdout) as unknown[]).length;
+}
 
 /** v1.80, the oldest client weft supports, speaks capability version 113. */
 const OLDEST_CAPABILITY_VERSION = 113;
@@ -28,22 +39,28 @@ for (const version of ['oldest', 'newest'] as const) {
       await weft?.stop();
     });
 
-    test('fetches GET /key from weft with its capability version', async (t) => {
+    test('a bad auth key: GET /key with its capability version, then our error from tailscale up', async (t) => {
       const user = await weft.cli(['users', 'create', 'smoke']);
       assert.equal(user.code, 0, user.stderr);
       const key = await weft.cli(['preauthkeys', 'create', '--user', 'smoke', '--expiration', '10m']);
       assert.equal(key.code, 0, key.stderr);
+      // The same shape as a real key, but a secret weft never issued.
+      const forged = key.stdout
+        .trim()
+        .replace(/[0-9a-f]{8}$/, (tail) => (tail === '00000000' ? '11111111' : '00000000'));
 
       daemon = await startTailscaled({ version, name: version });
       assert.equal((await daemon.status()).BackendState, 'NeedsLogin');
       const up = await daemon.up({
         loginServer: weft.url,
-        authKey: key.stdout.trim(),
+        authKey: forged,
         hostname: `smoke-${version}`,
-        timeoutMs: 3_000,
+        timeoutMs: 30_000,
       });
       assert.equal(typeof up.code, 'number', `tailscale up was killed instead of exiting: ${up.stderr}`);
-      assert.notEqual(up.code, 0, 'joining needs the control protocol, which is not there yet');
+      assert.notEqual(up.code, 0);
+      assert.match(up.stderr, new RegExp(escapeRegExp(AUTH_KEY_ERRORS.invalid)), up.stderr);
+      assert.equal(await countNodes(weft), 0, 'a refused key registers nothing');
 
       const keyFetches = weft
         .logEntries()
