@@ -11,7 +11,7 @@
  *                   | no key: interactive login (a later step; for now a clear Error)
  */
 import type { User } from '../db/records.ts';
-import { loginName } from '../mapper/node-view.ts';
+import { loginName, TAGGED_DEVICES_USER_ID } from '../mapper/node-view.ts';
 import type { Logger } from '../observe/logger.ts';
 import { isExpired, type TailnetNode } from '../state/model.ts';
 import type { AuthKeyRejection, Tailnet } from '../state/tailnet.ts';

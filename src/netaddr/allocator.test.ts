@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
+import { parseIp, parsePrefix } from '../util/ip.ts';
 import { AddressAllocator, type AllocatorPrefixes } from './allocator.ts';
-import { parseIp, parsePrefix } from './ip.ts';
 
 const DEFAULT: AllocatorPrefixes = {
   v4: '100.64.0.0/10',

@@ -21,7 +21,7 @@
  * use are a Set of integers, and reserved ranges are skipped in one step, so `next()` costs about the
  * number of consecutive used addresses it passes, not the size of the pool.
  */
-import { formatIp, formatPrefix, type IpFamily, type IpPrefix, parseIp, parsePrefix } from './ip.ts';
+import { formatIp, formatPrefix, type IpFamily, type IpPrefix, parseIp, parsePrefix } from '../util/ip.ts';
 
 export interface AllocatorPrefixes {
   /** IPv4 pool, e.g. `100.64.0.0/10`; '' disables IPv4 addresses. */

@@ -1,4 +1,14 @@
 /** Tailnet addresses and node names. */
+
+export {
+  formatIp,
+  formatPrefix,
+  type IpFamily,
+  type IpPrefix,
+  type IpValue,
+  parseIp,
+  parsePrefix,
+} from '../util/ip.ts';
 export {
   AddressAllocator,
   type AllocatedAddresses,
@@ -14,12 +24,3 @@ export {
   trimCommonSuffixes,
   uniqueGivenName,
 } from './dnsname.ts';
-export {
-  formatIp,
-  formatPrefix,
-  type IpFamily,
-  type IpPrefix,
-  type IpValue,
-  parseIp,
-  parsePrefix,
-} from './ip.ts';

@@ -77,6 +77,7 @@ export function formatIp(family: IpFamily, value: bigint): string {
     const n = Number(value);
     return `${n >>> 24}.${(n >>> 16) & 0xff}.${(n >>> 8) & 0xff}.${n & 0xff}`;
   }
+  if (value >> 32n === 0xffffn) return `::ffff:${formatIp(4, value & 0xffffffffn)}`; // IPv4-mapped, as Go prints it
   const groups: number[] = [];
   for (let shift = 112n; shift >= 0n; shift -= 16n) groups.push(Number((value >> shift) & 0xffffn));
   // RFC 5952: compress the longest run of at least two zero groups (the first one on a tie).
