@@ -45,9 +45,9 @@ function userAndLogin(tailnet: Tailnet, node: TailnetNode): Pick<RegisterRespons
   const user: User | undefined = node.userId === null ? undefined : tailnet.user(node.userId);
   if (user === undefined) {
     return {
-      User: { ID: node.userId ?? 0, DisplayName: 'Tagged Devices' },
+      User: { ID: TAGGED_DEVICES_USER_ID, DisplayName: 'Tagged Devices' },
       Login: {
-        ID: node.userId ?? 0,
+        ID: TAGGED_DEVICES_USER_ID,
         Provider: '',
         LoginName: 'tagged-devices',
         DisplayName: 'Tagged Devices',
