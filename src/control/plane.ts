@@ -28,6 +28,7 @@ import type { MapBroadcaster } from '../mapper/broadcaster.ts';
 import type { MapSession } from '../mapper/session.ts';
 import { encodeEarlyPayload, encodeHandshakeError, NoiseConn, NoiseError, respond } from '../noise/index.ts';
 import type { Logger } from '../observe/logger.ts';
+import type { Metrics } from '../observe/metrics.ts';
 import type { Tailnet } from '../state/tailnet.ts';
 import {
   MIN_SUPPORTED_CAPABILITY_VERSION,
@@ -57,6 +58,7 @@ export interface ControlPlaneOptions {
   broadcaster: MapBroadcaster;
   serverKey: PrivateKey<'mkey'>;
   log: Logger;
+  metrics?: Metrics;
 }
 
 interface Peer {
@@ -126,8 +128,14 @@ export class ControlPlane {
     return true;
   }
 
-  #refuseHttp(socket: Duplex, remote: string, reason: string): void {
-    this.#log.warn({ remote, reason }, 'control connection refused');
+  /** Logs and counts a refusal; `kind` is a short fixed label for the metric. */
+  #refused(kind: string, fields: Record<string, unknown>, message = 'control connection refused'): void {
+    this.#options.metrics?.controlRefused.inc({ reason: kind });
+    this.#log.warn(fields, message);
+  }
+
+  #refuseHttp(socket: Duplex, remote: string, reason: string, kind = 'bad-upgrade'): void {
+    this.#refused(kind, { remote, reason });
     socket.end(
       `HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${reason}\n`,
     );
@@ -139,15 +147,15 @@ export class ControlPlane {
     remote: string,
     mode: { upgradeHeader: boolean; head: Buffer },
   ): void {
-    const refuse = (reason: string) => {
-      if (mode.upgradeHeader) this.#refuseHttp(transport, remote, reason);
+    const refuse = (reason: string, kind: string) => {
+      if (mode.upgradeHeader) this.#refuseHttp(transport, remote, reason, kind);
       else {
-        this.#log.warn({ remote, reason }, 'control connection refused');
+        this.#refused(kind, { remote, reason });
         transport.destroy();
       }
     };
     if (!HANDSHAKE_HEADER.test(headerValue)) {
-      refuse('X-Tailscale-Handshake must be the base64 of a 101-byte Noise initiation');
+      refuse('X-Tailscale-Handshake must be the base64 of a 101-byte Noise initiation', 'bad-handshake');
       return;
     }
     let handshake: ReturnType<typeof respond>;
@@ -155,7 +163,7 @@ export class ControlPlane {
       handshake = respond(Buffer.from(headerValue, 'base64'), this.#options.serverKey.raw());
     } catch (err) {
       if (!(err instanceof NoiseError)) throw err;
-      refuse(`Noise handshake failed: ${err.message}`);
+      refuse(`Noise handshake failed: ${err.message}`, 'bad-handshake');
       return;
     }
     const peer: Peer = { machineKey: MachinePublic.fromRaw(handshake.peerStatic), remote };
@@ -173,7 +181,8 @@ export class ControlPlane {
     if (handshake.version < MIN_SUPPORTED_CAPABILITY_VERSION) {
       // The client logs a handshake error message as `server error: "<text>"`.
       const message = unsupportedVersionMessage(handshake.version);
-      this.#log.warn(
+      this.#refused(
+        'client-too-old',
         { remote, machine_key: peer.machineKey, cap: handshake.version },
         'control connection refused: client too old',
       );
@@ -190,7 +199,18 @@ export class ControlPlane {
     conn.write(encodeEarlyPayload({ nodeKeyChallenge: `chalpub:${randomBytes(32).toString('hex')}` }));
     if (cork) process.nextTick(() => transport.uncork());
     conn.on('error', (err: Error) => {
-      this.#log.info({ remote, machine_key: peer.machineKey, err: err.message }, 'control connection error');
+      // A broken record (garbage, oversize, failed decryption) ends the connection; say why.
+      if (err instanceof NoiseError) {
+        this.#refused(
+          `record-${err.code}`,
+          { remote, machine_key: peer.machineKey, reason: err.message },
+          'control connection closed: bad Noise record',
+        );
+      } else
+        this.#log.info(
+          { remote, machine_key: peer.machineKey, err: err.message },
+          'control connection error',
+        );
     });
     this.#serveHttp2(conn, peer);
   }
@@ -200,7 +220,11 @@ export class ControlPlane {
     this.#sessions.add(session);
     session.on('stream', (stream, headers) => this.#route(stream, headers, peer));
     session.on('error', (err) =>
-      this.#log.debug({ err: err.message, remote: peer.remote }, 'HTTP/2 session error'),
+      this.#refused(
+        'http2-error',
+        { remote: peer.remote, reason: err.message },
+        'control connection closed: HTTP/2 error',
+      ),
     );
     session.once('close', () => {
       this.#sessions.delete(session);

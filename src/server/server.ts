@@ -141,9 +141,9 @@ async function assemble(
   const admin = await openAdminSocket(config.data_dir);
   teardown.add(() => closeServer(admin.server));
 
-  const { tailnet, control } = await startControlPlane(config, store, log, teardown, tuning);
-
   const metrics = createMetrics();
+  const { tailnet, control } = await startControlPlane(config, store, log, metrics, teardown, tuning);
+
   const app = createApiApp({
     store,
     tailnet,
@@ -208,6 +208,7 @@ async function startControlPlane(
   config: Config,
   store: Store,
   log: Logger,
+  metrics: Metrics,
   teardown: Teardown,
   tuning: ServerTuning,
 ): Promise<{ tailnet: Tailnet; control: ControlPlane }> {
@@ -234,7 +235,12 @@ async function startControlPlane(
     log: log.child({ component: 'mapper' }),
   });
   teardown.add(async () => broadcaster.close());
-  const control = new ControlPlane({ tailnet, broadcaster, serverKey, log });
+  const control = new ControlPlane({ tailnet, broadcaster, serverKey, log, metrics });
+  metrics.observeTailnet(() => {
+    let online = 0;
+    for (const node of tailnet.nodes()) if (node.online) online += 1;
+    return { nodes: tailnet.size, online, streams: broadcaster.sessionCount };
+  });
   teardown.add(async () => control.close());
   return { tailnet, control };
 }
