@@ -63,17 +63,15 @@ export class MapSession {
       this.#fallBehind();
       return;
     }
-    if (!(frame instanceof Promise)) {
-      // Still through the chain: an earlier frame may be compressing, and order must hold.
-      this.#chain = this.#chain.then(() => this.#write(frame));
-      return;
-    }
-    const compressing: Promise<Buffer> = frame;
-    this.#chain = this.#chain.then(
-      () => compressing.then((bytes) => this.#write(bytes)),
-      () => undefined,
-    );
-    this.#chain.catch(() => this.close());
+    // Always through the chain: an earlier frame may still be compressing, and order must hold. The
+    // chain never rejects: a frame that cannot be built ends the session (the client reconnects and
+    // gets a fresh map) instead of surfacing as an unhandled rejection.
+    this.#chain = this.#chain
+      .then(() => frame)
+      .then(
+        (bytes) => this.#write(bytes),
+        () => this.close(),
+      );
   }
 
   #write(frame: Buffer): void {

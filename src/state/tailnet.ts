@@ -275,7 +275,7 @@ export class Tailnet {
     const update: NodeUpdate = { nodeKey, expiry: null, hostinfo, ...ownership };
     const hostname = hostnameOf(hostinfo);
     if (hostname !== node.hostname) Object.assign(update, this.#renameForHostname(node, hostname));
-    await this.#store.nodes.update(node.id, update);
+    await this.#writeNow(node.id, update);
     this.#rekey(node, nodeKey);
     Object.assign(node, update);
     this.#changed(node, { self: true });
@@ -338,8 +338,9 @@ export class Tailnet {
         const hostname = hostnameOf(merged);
         const rename = hostname !== node.hostname ? this.#renameForHostname(node, hostname) : {};
         Object.assign(node, rename);
-        Object.assign(stored, rename);
         node.hostinfo = stored.hostinfo = merged;
+        if ('givenName' in rename) this.#storeRename(node.id, rename);
+        else Object.assign(stored, rename);
       }
     }
     if (Object.keys(stored).length > 0) this.#writeBehind(node.id, stored);
@@ -420,7 +421,7 @@ export class Tailnet {
   setExpiry(id: number, expiry: Date | null): Promise<void> {
     return this.#serial.run(async () => {
       const node = this.#require(id);
-      await this.#store.nodes.update(id, { expiry });
+      await this.#writeNow(id, { expiry });
       node.expiry = expiry;
       this.#changed(node, { self: true });
       this.#armExpiryTimer();
@@ -437,7 +438,7 @@ export class Tailnet {
       if (name !== node.givenName && this.#givenNames.has(name)) {
         throw new WeftError('NODE_NAME_TAKEN', `another node is already called "${name}"`);
       }
-      await this.#store.nodes.update(id, { givenName: name });
+      await this.#writeNow(id, { givenName: name });
       this.#givenNames.delete(node.givenName);
       this.#givenNames.add(name);
       node.givenName = name;
@@ -521,6 +522,26 @@ export class Tailnet {
         this.#log.error({ err, change: change.kind, node: change.node.id }, 'change listener failed');
       }
     }
+  }
+
+  /**
+   * A name is unique in the database too, so a rename caused by a new hostname is stored at once, in
+   * the serial queue: a registration or admin rename that wants the freed name runs after it.
+   */
+  #storeRename(id: number, rename: Pick<NodeUpdate, 'hostname' | 'givenName'>): void {
+    this.#serial
+      .run(() => this.#writeNow(id, rename))
+      .catch((err: unknown) => this.#log.warn({ err, node: id }, 'could not store a node rename'));
+  }
+
+  /** Writes `update` now; pending write-behind values of the same fields are older, so they are dropped. */
+  async #writeNow(id: number, update: NodeUpdate): Promise<void> {
+    const pending = this.#dirty.get(id);
+    if (pending !== undefined) {
+      for (const field of Object.keys(update)) delete pending[field as keyof NodeUpdate];
+      if (Object.keys(pending).length === 0) this.#dirty.delete(id);
+    }
+    await this.#store.nodes.update(id, update);
   }
 
   #writeBehind(id: number, update: NodeUpdate): void {
