@@ -167,6 +167,7 @@ describe('MapBroadcaster coalescing', () => {
         PeersChangedPatch: [
           { NodeID: b.node.id, Endpoints: ['192.0.2.2:1'], DiscoKey: discoKey, Online: true },
         ],
+        OnlineChange: { [b.node.id]: true },
         ControlTime: a.deltas()[0]?.ControlTime,
       },
     ]);

@@ -241,6 +241,7 @@ describe('MapBuilder.delta', () => {
     assert.ok(patched);
     assert.deepEqual(parse(patched), {
       PeersChangedPatch: [{ NodeID: b.id, Online: true }],
+      OnlineChange: { [b.id]: true },
       ControlTime: controlTime.toISOString(),
     });
 

@@ -116,6 +116,11 @@ export class MapBuilder {
     if (self !== undefined) head.Node = this.selfNode(self);
     if (removed.length > 0) head.PeersRemoved = removed;
     if (patches.length > 0) head.PeersChangedPatch = patches;
+    // Presence also goes out in the dedicated field older tooling reads; the patch carries the same
+    // value plus LastSeen in server time (PeerSeenChange would make the client use its own clock).
+    const presence = patches.filter((p) => p.Online !== undefined);
+    if (presence.length > 0)
+      head.OnlineChange = Object.fromEntries(presence.map((p) => [p.NodeID, p.Online === true]));
     const profiled = self === undefined ? changed : [self, ...changed];
     if (profiled.length > 0) head.UserProfiles = this.profiles(profiled);
     head.ControlTime = delta.controlTime.toISOString();
