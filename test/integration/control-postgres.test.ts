@@ -102,7 +102,9 @@ test('nodes register, stream maps and survive a restart on PostgreSQL', async ()
   const second = await connectControl(url, { machineKey: machines[1] });
   connections.push(second);
   assert.equal((await register(second, nodeKeys[1] as NodePublic, authKey, 'beta')).json().Error, undefined);
-  const delta = (await stream.next()).message;
+  // Other deltas may come first (alpha's own hostinfo from its map request); wait for the peer.
+  let delta = (await stream.next()).message;
+  while (delta.PeersChanged === undefined) delta = (await stream.next()).message;
   assert.deepEqual(
     delta.PeersChanged.map((peer: { Name: string }) => peer.Name),
     ['beta.tailnet.internal.'],
