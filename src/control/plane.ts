@@ -84,10 +84,16 @@ export class ControlPlane {
 
   /** The body of `GET /key?v=N`, or undefined when `v` is not a version number. */
   keyResponse(query: { v?: unknown }): { legacyPublicKey: string; publicKey: string } | undefined {
-    const version = Number(query.v);
-    if (typeof query.v !== 'string' || !Number.isInteger(version) || version < 0) return undefined;
+    if (typeof query.v !== 'string' || !/^[0-9]+$/.test(query.v)) return undefined;
     // The legacy (pre-Noise) key is only used for Windows device certificates; zero says "none".
     return { legacyPublicKey: MachinePublic.zero, publicKey: this.#options.serverKey.publicKey };
+  }
+
+  /** A `/ts2021` request without an Upgrade header: logged and counted; returns the reason to answer with. */
+  refuseWithoutUpgrade(remote: string): string {
+    const reason = `missing Upgrade header: /ts2021 expects "Upgrade: ${UPGRADE_PROTOCOL}" or a WebSocket`;
+    this.#refused('bad-upgrade', { remote, reason });
+    return reason;
   }
 
   /**
@@ -219,19 +225,24 @@ export class ControlPlane {
     const session = performServerHandshake(conn, { settings: H2_SETTINGS });
     this.#sessions.add(session);
     session.on('stream', (stream, headers) => this.#route(stream, headers, peer));
-    session.on('error', (err) =>
+    session.on('error', (err) => {
+      if (err instanceof NoiseError) return; // a bad record: the Noise connection's handler counted it
       this.#refused(
         'http2-error',
         { remote: peer.remote, reason: err.message },
         'control connection closed: HTTP/2 error',
-      ),
-    );
+      );
+    });
     session.once('close', () => {
       this.#sessions.delete(session);
       conn.destroy();
     });
     conn.once('close', () => {
-      if (!session.destroyed) session.destroy();
+      // After the turn in which Node's stream wrapper cancels its pending write: destroying the session
+      // sooner resets open streams into a write still in flight (ERR_INTERNAL_ASSERTION, uncaught).
+      setImmediate(() => {
+        if (!session.destroyed) session.destroy();
+      });
     });
   }
 

@@ -162,8 +162,21 @@ async function assemble(
         .send("the query parameter v must be the client's capability version\n");
     return reply.send(body);
   });
+  // /ts2021 is only ever an upgrade; a plain request reaches Fastify, so it is refused here.
+  app.route({
+    method: ['GET', 'POST'],
+    url: '/ts2021',
+    handler: (request, reply) =>
+      reply
+        .code(400)
+        .type('text/plain')
+        .send(`${control.refuseWithoutUpgrade(request.ip)}\n`),
+  });
   await app.ready();
   teardown.add(() => app.close());
+  // Upgraded control connections are not the HTTP server's to drain: close them first (teardown runs
+  // in reverse), or app.close() would wait for them until the stop deadline.
+  teardown.add(async () => control.close());
   app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     if (!control.handleUpgrade(req, socket, head)) {
       socket.end(
@@ -241,7 +254,6 @@ async function startControlPlane(
     for (const node of tailnet.nodes()) if (node.online) online += 1;
     return { nodes: tailnet.size, online, streams: broadcaster.sessionCount };
   });
-  teardown.add(async () => control.close());
   return { tailnet, control };
 }
 

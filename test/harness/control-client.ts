@@ -564,6 +564,8 @@ function parseJson(data: Buffer, method: string, path: string): unknown {
 export interface MapMessage {
   /** The frame body as received: the zstd frame (or plain JSON when uncompressed). */
   raw: Buffer;
+  /** The whole frame as received: the u32 little-endian length, then `raw`. */
+  frame: Buffer;
   // biome-ignore lint/suspicious/noExplicitAny: test code reads arbitrary MapResponse shapes
   message: any;
 }
@@ -602,6 +604,9 @@ export class MapStream {
         this.headers = headers;
         this.status = Number(headers[':status']);
         resolve();
+        // Node can emit the first DATA frame's 'data' before 'response' when headers and data
+        // arrive in one read; that chunk waited in the buffer for the status.
+        this.#parseBuffered();
       });
       stream.once('close', () =>
         reject(new Error('POST /machine/map: stream closed before response headers')),
@@ -642,6 +647,26 @@ export class MapStream {
     });
   }
 
+  /**
+   * Takes messages until one satisfies `match` and returns it (the ones before it are consumed too);
+   * rejects when none does within `timeoutMs` overall, or the stream ends first.
+   */
+  // biome-ignore lint/suspicious/noExplicitAny: test code reads arbitrary MapResponse shapes
+  async nextMatching(match: (message: any) => boolean, timeoutMs = 5000): Promise<MapMessage> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no matching map message within ${timeoutMs} ms`);
+      let next: MapMessage;
+      try {
+        next = await this.next(left);
+      } catch (err) {
+        throw new Error(`no matching map message: ${(err as Error).message}`, { cause: err });
+      }
+      if (match(next.message)) return next;
+    }
+  }
+
   /** Cancels the request (RST_STREAM CANCEL), like a client dropping its long poll. */
   close(): void {
     if (!this.stream.closed) this.stream.close(http2.constants.NGHTTP2_CANCEL);
@@ -662,7 +687,12 @@ export class MapStream {
   #onData(chunk: Buffer): void {
     this.#chunks.push(chunk);
     this.#buffered += chunk.length;
-    if (this.status !== 200) return; // error bodies are kept whole for #endError
+    this.#parseBuffered();
+  }
+
+  #parseBuffered(): void {
+    // Before the headers (status 0) nothing is parsed; error bodies are kept whole for #endError.
+    if (this.status !== 200 || this.#finished !== undefined) return;
     try {
       this.#parse();
     } catch (err) {
@@ -683,11 +713,12 @@ export class MapStream {
       }
       if (this.#buffered < 4 + length) return;
       const all = this.#flatten();
-      const raw = Buffer.from(all.subarray(4, 4 + length));
+      const frame = Buffer.from(all.subarray(0, 4 + length));
+      const raw = frame.subarray(4);
       const rest = all.subarray(4 + length);
       this.#chunks = rest.length > 0 ? [rest] : [];
       this.#buffered = rest.length;
-      this.#deliver({ raw, message: this.#decode(raw) });
+      this.#deliver({ raw, frame, message: this.#decode(raw) });
     }
   }
 
