@@ -211,7 +211,8 @@ describe('official clients on a weft tailnet', () => {
   });
 
   test('after weft restarts, clients reconnect by themselves and keep their addresses', async () => {
-    await weft.stop({ keepDataDir: true });
+    const stopped = await weft.stop({ keepDataDir: true });
+    assert.equal(stopped.code, 0, 'weft stops cleanly with clients connected');
     weft = await startWeft({ env: weftEnv(), dataDir: weft.dataDir, args: ['--config', configFile] });
     await eventually('both clients online again at weft', 60_000, async () => {
       const [a, b] = await Promise.all([nodeJson(weft, 'alpha'), nodeJson(weft, 'beta')]);
