@@ -5,7 +5,9 @@
  * logout — plus restarts of weft and of a daemon. DERP and STUN come from the official derper until
  * weft embeds its own.
  *
- * The steps share one tailnet and run in order; each asserts what an admin would check by hand.
+ * The steps share one tailnet and run in order; each asserts what an admin would check by hand. The
+ * scenario runs twice with the releases swapped, so each release plays every role (the node that is
+ * expired, the one restarted and logged out, the ephemeral one).
  */
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
@@ -80,180 +82,182 @@ async function createKey(weft: WeftServer, ...flags: string[]): Promise<string> 
   return key.stdout.trim();
 }
 
-describe('official clients on a weft tailnet', () => {
-  let derper: Derper;
-  let weft: WeftServer;
-  let port: number;
-  let configFile: string;
-  let echo: Server;
-  let echoPort: number;
-  const daemons: TailscaledProcess[] = [];
-  let alpha: TailscaledProcess;
-  let beta: TailscaledProcess;
+type Release = 'oldest' | 'newest';
 
-  const weftEnv = () => ({
-    WEFT_LISTEN_ADDR: `127.0.0.1:${port}`,
-    WEFT_SERVER_URL: `http://127.0.0.1:${port}`,
-    WEFT_DNS_BASE_DOMAIN: BASE_DOMAIN,
-  });
+for (const [first, second] of [
+  ['oldest', 'newest'],
+  ['newest', 'oldest'],
+] as Array<[Release, Release]>)
+  describe(`official clients on a weft tailnet (alpha ${first}, beta ${second})`, () => {
+    let derper: Derper;
+    let weft: WeftServer;
+    let port: number;
+    let configFile: string;
+    let echo: Server;
+    let echoPort: number;
+    const daemons: TailscaledProcess[] = [];
+    let alpha: TailscaledProcess;
+    let beta: TailscaledProcess;
 
-  async function joinTailnet(
-    name: string,
-    version: 'oldest' | 'newest',
-    authKey: string,
-  ): Promise<TailscaledProcess> {
-    const daemon = await startTailscaled({ version, name, socks5: true, env: derper.clientEnv });
-    daemons.push(daemon);
-    const up = await daemon.up({ loginServer: weft.url, authKey, hostname: name, timeoutMs: 45_000 });
-    assert.equal(up.code, 0, `tailscale up (${name}) failed: ${up.stderr}\n${daemon.log().slice(-3000)}`);
-    return daemon;
-  }
-
-  before(async () => {
-    await Promise.all([tailscaleBinaries('oldest'), tailscaleBinaries('newest')]);
-    derper = await startDerper('newest');
-    port = await freeLoopbackPort();
-    configFile = join(dirname(derper.derpMapPath), 'weft.yaml');
-    await writeFile(configFile, `derp:\n  paths: [${JSON.stringify(derper.derpMapPath)}]\n`);
-    weft = await startWeft({ env: weftEnv(), args: ['--config', configFile] });
-    const user = await weft.cli(['users', 'create', 'alice', '--email', 'alice@example.com']);
-    assert.equal(user.code, 0, user.stderr);
-    echo = createServer((socket) => socket.pipe(socket));
-    await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
-    echoPort = (echo.address() as { port: number }).port;
-  });
-
-  after(async () => {
-    await Promise.all(daemons.map((d) => d.stop()));
-    await weft?.stop();
-    await derper?.stop();
-    echo?.close();
-  });
-
-  test('two clients of different releases join with a pre-auth key and see each other', async () => {
-    const key = await createKey(weft, '--reusable');
-    alpha = await joinTailnet('alpha', 'oldest', key);
-    beta = await joinTailnet('beta', 'newest', key);
-
-    const {
-      value: [a, b],
-    } = await eventually('both see each other', 10_000, async () => {
-      const [a, b] = await Promise.all([alpha.status(), beta.status()]);
-      return peerNamed(a, 'beta') && peerNamed(b, 'alpha') ? [a, b] : undefined;
+    const weftEnv = () => ({
+      WEFT_LISTEN_ADDR: `127.0.0.1:${port}`,
+      WEFT_SERVER_URL: `http://127.0.0.1:${port}`,
+      WEFT_DNS_BASE_DOMAIN: BASE_DOMAIN,
     });
-    assert.equal(a.BackendState, 'Running');
-    assert.equal(b.BackendState, 'Running');
-    const alphaIps = a.Self?.TailscaleIPs ?? [];
-    const betaIps = b.Self?.TailscaleIPs ?? [];
-    assert.deepEqual(alphaIps, ['100.64.0.1', 'fd7a:115c:a1e0::1']);
-    assert.deepEqual(betaIps, ['100.64.0.2', 'fd7a:115c:a1e0::2']);
-    assert.deepEqual(peerNamed(a, 'beta')?.TailscaleIPs, betaIps);
-    assert.deepEqual(peerNamed(b, 'alpha')?.TailscaleIPs, alphaIps);
-    assert.equal(peerNamed(a, 'beta')?.DNSName, `beta.${BASE_DOMAIN}.`);
-    assert.equal(peerNamed(b, 'alpha')?.DNSName, `alpha.${BASE_DOMAIN}.`);
-    assert.equal(a.Self?.DNSName, `alpha.${BASE_DOMAIN}.`);
-  });
 
-  test('tailscale ping reaches the peer in both directions', async () => {
-    for (const [from, to] of [
-      [alpha, '100.64.0.2'],
-      [beta, '100.64.0.1'],
-    ] as const) {
-      const ping = await from.cli(['ping', '--c', '10', '--timeout', '5s', to], { timeoutMs: 60_000 });
-      assert.equal(ping.code, 0, `${from.name} → ${to}: ${ping.stdout}${ping.stderr}`);
-      assert.match(ping.stdout, /pong from/);
+    async function joinTailnet(name: string, version: Release, authKey: string): Promise<TailscaledProcess> {
+      const daemon = await startTailscaled({ version, name, socks5: true, env: derper.clientEnv });
+      daemons.push(daemon);
+      const up = await daemon.up({ loginServer: weft.url, authKey, hostname: name, timeoutMs: 45_000 });
+      assert.equal(up.code, 0, `tailscale up (${name}) failed: ${up.stderr}\n${daemon.log().slice(-3000)}`);
+      return daemon;
     }
-  });
 
-  test('a TCP connection through the tailnet carries data both ways', async () => {
-    assert.ok(beta.socks5Address);
-    // beta's SOCKS5 proxy dials alpha's tailnet address; alpha's userspace stack hands the connection
-    // to the echo service on its host's loopback.
-    const socket = await socks5Connect(beta.socks5Address, '100.64.0.1', echoPort);
-    const payload = `hello through weft ${Date.now()}`;
-    const echoed = new Promise<string>((resolve, reject) => {
-      let text = '';
-      socket.setEncoding('utf8');
-      socket.on('data', (chunk: string) => {
-        text += chunk;
-        if (text.length >= payload.length) resolve(text);
+    before(async () => {
+      await Promise.all([tailscaleBinaries('oldest'), tailscaleBinaries('newest')]);
+      derper = await startDerper('newest');
+      port = await freeLoopbackPort();
+      configFile = join(dirname(derper.derpMapPath), 'weft.yaml');
+      await writeFile(configFile, `derp:\n  paths: [${JSON.stringify(derper.derpMapPath)}]\n`);
+      weft = await startWeft({ env: weftEnv(), args: ['--config', configFile] });
+      const user = await weft.cli(['users', 'create', 'alice', '--email', 'alice@example.com']);
+      assert.equal(user.code, 0, user.stderr);
+      echo = createServer((socket) => socket.pipe(socket));
+      await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
+      echoPort = (echo.address() as { port: number }).port;
+    });
+
+    after(async () => {
+      await Promise.all(daemons.map((d) => d.stop()));
+      await weft?.stop();
+      await derper?.stop();
+      echo?.close();
+    });
+
+    test('two clients of different releases join with a pre-auth key and see each other', async () => {
+      const key = await createKey(weft, '--reusable');
+      alpha = await joinTailnet('alpha', first, key);
+      beta = await joinTailnet('beta', second, key);
+
+      const {
+        value: [a, b],
+      } = await eventually('both see each other', 10_000, async () => {
+        const [a, b] = await Promise.all([alpha.status(), beta.status()]);
+        return peerNamed(a, 'beta') && peerNamed(b, 'alpha') ? [a, b] : undefined;
       });
-      socket.once('error', reject);
-      socket.resume();
-      setTimeout(() => reject(new Error(`echo incomplete: ${JSON.stringify(text)}`)), 15_000).unref();
+      assert.equal(a.BackendState, 'Running');
+      assert.equal(b.BackendState, 'Running');
+      const alphaIps = a.Self?.TailscaleIPs ?? [];
+      const betaIps = b.Self?.TailscaleIPs ?? [];
+      assert.deepEqual(alphaIps, ['100.64.0.1', 'fd7a:115c:a1e0::1']);
+      assert.deepEqual(betaIps, ['100.64.0.2', 'fd7a:115c:a1e0::2']);
+      assert.deepEqual(peerNamed(a, 'beta')?.TailscaleIPs, betaIps);
+      assert.deepEqual(peerNamed(b, 'alpha')?.TailscaleIPs, alphaIps);
+      assert.equal(peerNamed(a, 'beta')?.DNSName, `beta.${BASE_DOMAIN}.`);
+      assert.equal(peerNamed(b, 'alpha')?.DNSName, `alpha.${BASE_DOMAIN}.`);
+      assert.equal(a.Self?.DNSName, `alpha.${BASE_DOMAIN}.`);
     });
-    socket.write(payload);
-    assert.equal(await echoed, payload);
-    socket.destroy();
-  });
 
-  test('a third node (ephemeral key) appears at both peers within 2 s; deleting it removes it within 2 s', async () => {
-    const key = await createKey(weft, '--ephemeral');
-    const gamma = await joinTailnet('gamma', 'oldest', key);
-    const joinedAt = Date.now();
-    for (const daemon of [alpha, beta]) {
-      await eventually(`${daemon.name} lists gamma`, PROPAGATION_MS, async () =>
-        peerNamed(await daemon.status(), 'gamma') ? true : undefined,
-      );
-    }
-    assert.ok(Date.now() - joinedAt < PROPAGATION_MS + 1_000);
-    const node = await nodeJson(weft, 'gamma');
-    assert.equal(node.ephemeral, true, 'an ephemeral key gives an ephemeral node');
-
-    const deleted = await weft.cli(['nodes', 'delete', String(node.id)]);
-    assert.equal(deleted.code, 0, deleted.stderr);
-    for (const daemon of [alpha, beta]) {
-      await eventually(`${daemon.name} drops gamma`, PROPAGATION_MS, async () =>
-        peerNamed(await daemon.status(), 'gamma') ? undefined : true,
-      );
-    }
-    await gamma.stop();
-  });
-
-  test('after weft restarts, clients reconnect by themselves and keep their addresses', async () => {
-    const stopped = await weft.stop({ keepDataDir: true });
-    assert.equal(stopped.code, 0, 'weft stops cleanly with clients connected');
-    weft = await startWeft({ env: weftEnv(), dataDir: weft.dataDir, args: ['--config', configFile] });
-    await eventually('both clients online again at weft', 60_000, async () => {
-      const [a, b] = await Promise.all([nodeJson(weft, 'alpha'), nodeJson(weft, 'beta')]);
-      return a.online === true && b.online === true ? true : undefined;
+    test('tailscale ping reaches the peer in both directions', async () => {
+      for (const [from, to] of [
+        [alpha, '100.64.0.2'],
+        [beta, '100.64.0.1'],
+      ] as const) {
+        const ping = await from.cli(['ping', '--c', '10', '--timeout', '5s', to], { timeoutMs: 60_000 });
+        assert.equal(ping.code, 0, `${from.name} → ${to}: ${ping.stdout}${ping.stderr}`);
+        assert.match(ping.stdout, /pong from/);
+      }
     });
-    const [a, b] = await Promise.all([alpha.status(), beta.status()]);
-    assert.deepEqual(a.Self?.TailscaleIPs, ['100.64.0.1', 'fd7a:115c:a1e0::1']);
-    assert.deepEqual(b.Self?.TailscaleIPs, ['100.64.0.2', 'fd7a:115c:a1e0::2']);
-    const ping = await alpha.cli(['ping', '--c', '10', '--timeout', '5s', '100.64.0.2'], {
-      timeoutMs: 60_000,
-    });
-    assert.equal(ping.code, 0, ping.stdout + ping.stderr);
-  });
 
-  test('a restarted tailscaled re-registers without a key and keeps its node', async () => {
-    const before = await nodeJson(weft, 'beta');
-    await beta.restart();
-    const { value } = await eventually('beta running again', 30_000, async () => {
-      const status = await beta.status();
-      return status.BackendState === 'Running' ? status : undefined;
+    test('a TCP connection through the tailnet carries data both ways', async () => {
+      assert.ok(beta.socks5Address);
+      // beta's SOCKS5 proxy dials alpha's tailnet address; alpha's userspace stack hands the connection
+      // to the echo service on its host's loopback.
+      const socket = await socks5Connect(beta.socks5Address, '100.64.0.1', echoPort);
+      const payload = `hello through weft ${Date.now()}`;
+      const echoed = new Promise<string>((resolve, reject) => {
+        let text = '';
+        socket.setEncoding('utf8');
+        socket.on('data', (chunk: string) => {
+          text += chunk;
+          if (text.length >= payload.length) resolve(text);
+        });
+        socket.once('error', reject);
+        socket.resume();
+        setTimeout(() => reject(new Error(`echo incomplete: ${JSON.stringify(text)}`)), 15_000).unref();
+      });
+      socket.write(payload);
+      assert.equal(await echoed, payload);
+      socket.destroy();
     });
-    assert.deepEqual(value.Self?.TailscaleIPs, ['100.64.0.2', 'fd7a:115c:a1e0::2']);
-    const afterRestart = await nodeJson(weft, 'beta');
-    assert.equal(afterRestart.id, before.id);
-  });
 
-  test('tailscale logout logs the node out at weft', async () => {
-    const logout = await beta.cli(['logout'], { timeoutMs: 30_000 });
-    assert.equal(logout.code, 0, logout.stderr);
-    const node = await nodeJson(weft, 'beta');
-    assert.equal(node.expired, true, `after logout the node's key is expired: ${JSON.stringify(node)}`);
-    assert.equal((await beta.status()).BackendState, 'NeedsLogin');
-  });
+    test('a third node (ephemeral key) appears at both peers within 2 s; deleting it removes it within 2 s', async () => {
+      const key = await createKey(weft, '--ephemeral');
+      const gamma = await joinTailnet('gamma', second, key);
+      const joinedAt = Date.now();
+      for (const daemon of [alpha, beta]) {
+        await eventually(`${daemon.name} lists gamma`, PROPAGATION_MS, async () =>
+          peerNamed(await daemon.status(), 'gamma') ? true : undefined,
+        );
+      }
+      assert.ok(Date.now() - joinedAt < PROPAGATION_MS + 1_000);
+      const node = await nodeJson(weft, 'gamma');
+      assert.equal(node.ephemeral, true, 'an ephemeral key gives an ephemeral node');
 
-  test('weft nodes expire: the client reports its key expired', async () => {
-    const node = await nodeJson(weft, 'alpha');
-    const expired = await weft.cli(['nodes', 'expire', String(node.id)]);
-    assert.equal(expired.code, 0, expired.stderr);
-    await eventually('alpha notices its expired key', 10_000, async () => {
-      const status = await alpha.status();
-      return status.BackendState === 'NeedsLogin' ? true : undefined;
+      const deleted = await weft.cli(['nodes', 'delete', String(node.id)]);
+      assert.equal(deleted.code, 0, deleted.stderr);
+      for (const daemon of [alpha, beta]) {
+        await eventually(`${daemon.name} drops gamma`, PROPAGATION_MS, async () =>
+          peerNamed(await daemon.status(), 'gamma') ? undefined : true,
+        );
+      }
+      await gamma.stop();
+    });
+
+    test('after weft restarts, clients reconnect by themselves and keep their addresses', async () => {
+      const stopped = await weft.stop({ keepDataDir: true });
+      assert.equal(stopped.code, 0, 'weft stops cleanly with clients connected');
+      weft = await startWeft({ env: weftEnv(), dataDir: weft.dataDir, args: ['--config', configFile] });
+      await eventually('both clients online again at weft', 60_000, async () => {
+        const [a, b] = await Promise.all([nodeJson(weft, 'alpha'), nodeJson(weft, 'beta')]);
+        return a.online === true && b.online === true ? true : undefined;
+      });
+      const [a, b] = await Promise.all([alpha.status(), beta.status()]);
+      assert.deepEqual(a.Self?.TailscaleIPs, ['100.64.0.1', 'fd7a:115c:a1e0::1']);
+      assert.deepEqual(b.Self?.TailscaleIPs, ['100.64.0.2', 'fd7a:115c:a1e0::2']);
+      const ping = await alpha.cli(['ping', '--c', '10', '--timeout', '5s', '100.64.0.2'], {
+        timeoutMs: 60_000,
+      });
+      assert.equal(ping.code, 0, ping.stdout + ping.stderr);
+    });
+
+    test('a restarted tailscaled re-registers without a key and keeps its node', async () => {
+      const before = await nodeJson(weft, 'beta');
+      await beta.restart();
+      const { value } = await eventually('beta running again', 30_000, async () => {
+        const status = await beta.status();
+        return status.BackendState === 'Running' ? status : undefined;
+      });
+      assert.deepEqual(value.Self?.TailscaleIPs, ['100.64.0.2', 'fd7a:115c:a1e0::2']);
+      const afterRestart = await nodeJson(weft, 'beta');
+      assert.equal(afterRestart.id, before.id);
+    });
+
+    test('tailscale logout logs the node out at weft', async () => {
+      const logout = await beta.cli(['logout'], { timeoutMs: 30_000 });
+      assert.equal(logout.code, 0, logout.stderr);
+      const node = await nodeJson(weft, 'beta');
+      assert.equal(node.expired, true, `after logout the node's key is expired: ${JSON.stringify(node)}`);
+      assert.equal((await beta.status()).BackendState, 'NeedsLogin');
+    });
+
+    test('weft nodes expire: the client reports its key expired', async () => {
+      const node = await nodeJson(weft, 'alpha');
+      const expired = await weft.cli(['nodes', 'expire', String(node.id)]);
+      assert.equal(expired.code, 0, expired.stderr);
+      await eventually('alpha notices its expired key', 10_000, async () => {
+        const status = await alpha.status();
+        return status.BackendState === 'NeedsLogin' ? true : undefined;
+      });
     });
   });
-});
