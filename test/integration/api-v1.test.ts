@@ -10,12 +10,13 @@ import { after, before, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { API_BODY_LIMIT, createApiApp } from '../../src/api/app.ts';
 import type { HealthJson } from '../../src/api/wire.ts';
+import type { NewNode } from '../../src/db/repos/nodes.ts';
 import { openStore, type Store } from '../../src/db/store.ts';
 import { createLogger } from '../../src/observe/logger.ts';
 import { createMetrics } from '../../src/observe/metrics.ts';
 import type { NodeChange } from '../../src/state/model.ts';
 import { Tailnet } from '../../src/state/tailnet.ts';
-import { DiscoPublic, MachinePublic, NodePublic, PrivateKey } from '../../src/types/keys.ts';
+import { seedNode } from '../harness/seed.ts';
 
 let dir: string;
 let store: Store;
@@ -294,21 +295,8 @@ describe('nodes', () => {
     nodeStore = (await openStore({ type: 'sqlite', path: join(nodeDir, 'weft.db') })).store;
     const alice = await nodeStore.users.create({ name: 'alice' });
     const bob = await nodeStore.users.create({ name: 'bob' });
-    const seed = async (n: number, name: string, userId: number | null, extra: object = {}) =>
-      (
-        await nodeStore.nodes.create({
-          machineKey: PrivateKey.generate(MachinePublic).publicKey,
-          nodeKey: PrivateKey.generate(NodePublic).publicKey,
-          discoKey: PrivateKey.generate(DiscoPublic).publicKey,
-          ipv4: `100.64.0.${n}`,
-          ipv6: `fd7a:115c:a1e0::${n}`,
-          hostname: name,
-          givenName: name,
-          userId,
-          registerMethod: 'authkey',
-          ...extra,
-        })
-      ).id;
+    const seed = async (n: number, name: string, userId: number | null, extra: Partial<NewNode> = {}) =>
+      seedNode(nodeStore, n, name, userId, extra);
     ids.laptop = await seed(1, 'laptop', alice.id, {
       hostinfo: { Hostname: 'laptop', OS: 'linux', IPNVersion: '1.80.0-t1234' },
       lastSeen,

@@ -9,10 +9,12 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import type { NewNode } from '../../src/db/repos/nodes.ts';
 import { openStore } from '../../src/db/store.ts';
-import { DiscoPublic, MachinePublic, NodePublic, PrivateKey } from '../../src/types/keys.ts';
+import { MachinePublic, NodePublic, PrivateKey } from '../../src/types/keys.ts';
 import type { CommandResult } from '../harness/child.ts';
 import { startPostgres } from '../harness/postgres.ts';
+import { seedNode } from '../harness/seed.ts';
 import { runWeft, startWeft, type WeftServer } from '../harness/weft.ts';
 
 const KEY = /^weft-auth-[0-9a-f]{12}-[0-9a-f]{64}$/;
@@ -348,23 +350,8 @@ describe('weft nodes against a running server', () => {
     try {
       const alice = await store.users.getByName('alice');
       const bob = await store.users.getByName('bob');
-      const seed = async (n: number, name: string, userId: number | null, extra: object = {}) =>
-        String(
-          (
-            await store.nodes.create({
-              machineKey: PrivateKey.generate(MachinePublic).publicKey,
-              nodeKey: PrivateKey.generate(NodePublic).publicKey,
-              discoKey: PrivateKey.generate(DiscoPublic).publicKey,
-              ipv4: `100.64.0.${n}`,
-              ipv6: `fd7a:115c:a1e0::${n}`,
-              hostname: name,
-              givenName: name,
-              userId,
-              registerMethod: 'authkey',
-              ...extra,
-            })
-          ).id,
-        );
+      const seed = async (n: number, name: string, userId: number | null, extra: Partial<NewNode> = {}) =>
+        String(await seedNode(store, n, name, userId, extra));
       ids.laptop = await seed(1, 'laptop', alice.id, {
         hostinfo: { Hostname: 'laptop', OS: 'linux', IPNVersion: '1.80.0' },
         lastSeen: new Date('2025-01-02T03:04:05Z'),
