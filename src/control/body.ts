@@ -14,10 +14,33 @@ export class BodyError extends Error {
   }
 }
 
-/** Reads the whole body, refusing (by the announced length, or as bytes arrive) anything over the limit. */
+/** How long a client may take to send one request body. */
+export const BODY_TIMEOUT_MS = 30_000;
+
+/**
+ * Bytes of request bodies one connection may have buffered at once, across its concurrent streams: a
+ * client that opens many streams and trickles large bodies must not make the server hold 100 MiB.
+ */
+export const CONNECTION_BODY_BUDGET_BYTES = 4 * 1024 * 1024;
+
+/** Per-connection accounting of buffered body bytes. */
+export class BodyBudget {
+  used = 0;
+  readonly limit: number;
+
+  constructor(limit = CONNECTION_BODY_BUDGET_BYTES) {
+    this.limit = limit;
+  }
+}
+
+/**
+ * Reads the whole body, refusing (by the announced length, or as bytes arrive) anything over the limit,
+ * bodies that take longer than BODY_TIMEOUT_MS, and bytes beyond the connection's budget.
+ */
 export function readBody(
   stream: ServerHttp2Stream,
   headers: IncomingHttpHeaders,
+  budget: BodyBudget,
   limit = MAX_CONTROL_BODY_BYTES,
 ): Promise<Buffer> {
   const announced = Number(headers['content-length'] ?? 0);
@@ -29,26 +52,43 @@ export function readBody(
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    const finish = (error?: BodyError) => {
+      clearTimeout(timer);
+      budget.used -= size;
+      stream.off('data', onData);
+      if (error === undefined) return resolve(Buffer.concat(chunks, size));
+      chunks.length = 0;
+      stream.pause();
+      reject(error);
+    };
     const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        stream.off('data', onData);
-        stream.pause();
-        reject(new BodyError(413, `request body is over the ${limit}-byte limit`));
-        return;
+      if (size + chunk.length > limit)
+        return finish(new BodyError(413, `request body is over the ${limit}-byte limit`));
+      if (budget.used + chunk.length > budget.limit) {
+        return finish(new BodyError(503, 'too many request bodies in flight on this connection'));
       }
+      size += chunk.length;
+      budget.used += chunk.length;
       chunks.push(chunk);
     };
+    const timer = setTimeout(
+      () => finish(new BodyError(408, `request body not received within ${BODY_TIMEOUT_MS / 1000} s`)),
+      BODY_TIMEOUT_MS,
+    );
     stream.on('data', onData);
-    stream.once('end', () => resolve(Buffer.concat(chunks, size)));
-    stream.once('error', reject);
-    stream.once('aborted', () => reject(new BodyError(400, 'the client aborted the request')));
+    stream.once('end', () => finish());
+    stream.once('error', () => finish(new BodyError(400, 'the request stream failed')));
+    stream.once('aborted', () => finish(new BodyError(400, 'the client aborted the request')));
   });
 }
 
 /** Reads and parses a JSON body; malformed JSON is a 400 with the parser's reason. */
-export async function readJson(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): Promise<unknown> {
-  const body = await readBody(stream, headers);
+export async function readJson(
+  stream: ServerHttp2Stream,
+  headers: IncomingHttpHeaders,
+  budget: BodyBudget,
+): Promise<unknown> {
+  const body = await readBody(stream, headers, budget);
   try {
     return JSON.parse(body.toString('utf8'));
   } catch (err) {

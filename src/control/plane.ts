@@ -38,7 +38,7 @@ import {
 } from '../tailcfg/index.ts';
 import { WeftError } from '../types/errors.ts';
 import { MachinePublic, type PrivateKey } from '../types/keys.ts';
-import { BodyError, readJson } from './body.ts';
+import { BodyBudget, BodyError, readJson } from './body.ts';
 import { handleMap } from './map.ts';
 import { handleRegister } from './register.ts';
 
@@ -49,6 +49,9 @@ const HANDSHAKE_HEADER = /^[A-Za-z0-9+/]{135}=$/;
 
 /** HTTP/2 settings for the Noise plane: long polls hold streams for hours, so the stream limit is not tiny. */
 const H2_SETTINGS = { maxConcurrentStreams: 100, enablePush: false };
+
+/** A control connection with no traffic at all for this long is closed (clients redial when needed). */
+const IDLE_SESSION_MS = 3 * 60_000;
 
 /** How often the TCP stack probes an idle control connection, so vanished clients are noticed. */
 const TCP_KEEPALIVE_MS = 30_000;
@@ -64,6 +67,7 @@ export interface ControlPlaneOptions {
 interface Peer {
   machineKey: MachinePublic;
   remote: string;
+  bodies: BodyBudget;
 }
 
 export class ControlPlane {
@@ -101,12 +105,15 @@ export class ControlPlane {
    * try the next protocol (DERP) or refuse it.
    */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
-    const url = new URL(req.url ?? '/', 'http://weft.invalid');
-    if (url.pathname !== '/ts2021') return false;
+    // `//` and other odd request targets are not URLs at all; they are simply not ours.
+    const url = URL.parse(req.url ?? '/', 'http://weft.invalid');
+    if (url === null || url.pathname !== '/ts2021') return false;
     const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
     const upgrade = (req.headers.upgrade ?? '').toLowerCase();
     if (upgrade === 'websocket') {
       this.#webSockets.handleUpgrade(req, socket, head, (ws) => {
+        // A protocol error from the peer (e.g. an unmasked frame) must end this socket, not the process.
+        ws.on('error', () => ws.terminate());
         if (ws.protocol !== UPGRADE_PROTOCOL) {
           ws.close(1008, `subprotocol must be ${UPGRADE_PROTOCOL}`);
           return;
@@ -172,7 +179,11 @@ export class ControlPlane {
       refuse(`Noise handshake failed: ${err.message}`, 'bad-handshake');
       return;
     }
-    const peer: Peer = { machineKey: MachinePublic.fromRaw(handshake.peerStatic), remote };
+    const peer: Peer = {
+      machineKey: MachinePublic.fromRaw(handshake.peerStatic),
+      remote,
+      bodies: new BodyBudget(),
+    };
     if (
       transport instanceof Object &&
       'setKeepAlive' in transport &&
@@ -224,6 +235,8 @@ export class ControlPlane {
   #serveHttp2(conn: NoiseConn, peer: Peer): void {
     const session = performServerHandshake(conn, { settings: H2_SETTINGS });
     this.#sessions.add(session);
+    // A connection with nothing going on is closed; a long poll is never idle (keep-alives < 60 s).
+    session.setTimeout(IDLE_SESSION_MS, () => session.close());
     session.on('stream', (stream, headers) => this.#route(stream, headers, peer));
     session.on('error', (err) => {
       if (err instanceof NoiseError) return; // a bad record: the Noise connection's handler counted it
@@ -270,7 +283,7 @@ export class ControlPlane {
   }
 
   async #register(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: Peer): Promise<void> {
-    const request = parseRegisterRequest(await readJson(stream, headers));
+    const request = parseRegisterRequest(await readJson(stream, headers, peer.bodies));
     const response = await handleRegister(request, {
       tailnet: this.#options.tailnet,
       log: this.#log.child({ remote: peer.remote }),
@@ -280,7 +293,7 @@ export class ControlPlane {
   }
 
   async #map(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: Peer): Promise<void> {
-    const request = parseMapRequest(await readJson(stream, headers));
+    const request = parseMapRequest(await readJson(stream, headers, peer.bodies));
     handleMap(stream, request, {
       tailnet: this.#options.tailnet,
       broadcaster: this.#options.broadcaster,

@@ -84,6 +84,17 @@ export async function handleRegister(
   request: RegisterRequest,
   ctx: RegisterContext,
 ): Promise<RegisterResponse> {
+  try {
+    return await register(request, ctx);
+  } catch (err) {
+    // A refusal decided while registering (a node deleted meanwhile, a node key in use) is for the
+    // user to see; as an HTTP error the client would only retry silently and `tailscale up` would hang.
+    if (err instanceof WeftError && err.status < 500) return { Error: err.message };
+    throw err;
+  }
+}
+
+async function register(request: RegisterRequest, ctx: RegisterContext): Promise<RegisterResponse> {
   const { tailnet, log, machineKey } = ctx;
   if (request.Version < MIN_SUPPORTED_CAPABILITY_VERSION) {
     return { Error: unsupportedVersionMessage(request.Version) };
@@ -109,6 +120,11 @@ export async function handleRegister(
       'register refused: old node key belongs to another machine',
     );
     return { Error: WRONG_MACHINE_ERROR };
+  }
+  // A logout of a node weft no longer knows (deleted meanwhile): it is logged out already. Registering
+  // it with the auth key the daemon still holds would make a node the client abandons at once.
+  if (request.Expiry !== undefined && request.Expiry.getTime() <= tailnet.now().getTime()) {
+    return { MachineAuthorized: false, NodeKeyExpired: true };
   }
   const authKey = request.Auth?.AuthKey;
   if (authKey === undefined || authKey === '') return { Error: NEEDS_AUTH_KEY_ERROR };

@@ -101,6 +101,8 @@ export class MapBroadcaster {
 
   /** Starts a streaming session: the full map goes first, deltas follow. */
   openSession(node: TailnetNode, sink: FrameSink, compression: Compression): MapSession {
+    // Built first: if it throws, no session (and no keep-alive timer) exists yet.
+    const first = this.fullMapFrame(node, compression);
     const session = new MapSession(node, sink, {
       compression,
       keepAliveMs: this.#options.keepAliveMs,
@@ -109,7 +111,7 @@ export class MapBroadcaster {
       fullMap: () => this.#resyncFrame(session),
       onClose: (closed) => this.#forget(closed),
     });
-    session.send(this.fullMapFrame(node, compression));
+    session.send(first);
     const sessions = this.#sessions.get(node.id) ?? new Set<MapSession>();
     this.#sessions.set(node.id, sessions);
     sessions.add(session);

@@ -29,7 +29,10 @@ export function loginName(user: User): string {
 }
 
 export function userProfile(id: number, user: User | undefined): UserProfile {
-  if (id === TAGGED_DEVICES_USER_ID || user === undefined) return TAGGED_DEVICES_PROFILE;
+  if (id === TAGGED_DEVICES_USER_ID) return TAGGED_DEVICES_PROFILE;
+  // A user the model does not know (should not happen) still needs a profile under its own id, or
+  // the client would show the peer without an owner.
+  if (user === undefined) return { ID: id, LoginName: `user-${id}`, DisplayName: `user ${id}` };
   const profile: UserProfile = {
     ID: user.id,
     LoginName: loginName(user),

@@ -16,7 +16,12 @@ export interface FrameSink {
   readonly writableLength: number;
   readonly destroyed: boolean;
   end(): void;
+  /** Resets the stream (HTTP/2 RST_STREAM); used when queued bytes should be dropped, not delivered. */
+  close?(code?: number): void;
 }
+
+/** HTTP/2 CANCEL: "the stream is no longer needed". */
+const CANCEL = 0x8;
 
 export interface SessionOptions {
   compression: Compression;
@@ -57,6 +62,8 @@ export class MapSession {
 
   /** Queues a frame (possibly still being compressed); frames go out in the order they were queued. */
   send(frame: Buffer | Promise<Buffer>): void {
+    // A frame shared with other sessions may be dropped here; its failure must still count as handled.
+    if (frame instanceof Promise) frame.catch(() => undefined);
     if (this.#closed) return;
     if (this.#behind) return; // the full map that follows the drain covers it
     if (this.#sink.writableLength > this.#options.maxQueuedBytes) {
@@ -107,7 +114,12 @@ export class MapSession {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#keepAlive);
-    if (!this.#sink.destroyed) this.#sink.end();
+    // A client that has not read what is queued (a superseded or stuck poll) gets a reset, so the
+    // queued map is freed now instead of when its connection finally dies.
+    if (!this.#sink.destroyed) {
+      if (this.#sink.writableLength > 0 && this.#sink.close !== undefined) this.#sink.close(CANCEL);
+      else this.#sink.end();
+    }
     this.#options.onClose(this);
   }
 }

@@ -178,10 +178,17 @@ async function assemble(
   // in reverse), or app.close() would wait for them until the stop deadline.
   teardown.add(async () => control.close());
   app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (!control.handleUpgrade(req, socket, head)) {
+    // Node leaves an upgraded socket without an error listener: a reset from the peer while we answer
+    // would otherwise be an uncaught exception.
+    socket.on('error', () => socket.destroy());
+    try {
+      if (control.handleUpgrade(req, socket, head)) return;
       socket.end(
         'HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nno upgrade is served at this path\n',
       );
+    } catch (err) {
+      log.error({ err, url: req.url }, 'upgrade request failed');
+      socket.destroy();
     }
   });
   admin.setHandler((req, res) => app.server.emit('request', req, res));

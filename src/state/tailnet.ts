@@ -10,7 +10,7 @@
  */
 import type { Node, PreAuthKey, User } from '../db/records.ts';
 import type { NodeUpdate } from '../db/repos/nodes.ts';
-import type { Store } from '../db/store.ts';
+import type { Repositories, Store } from '../db/store.ts';
 import {
   AddressAllocator,
   isAutoDerivedGivenName,
@@ -59,6 +59,9 @@ export type Registration =
   | { ok: true; node: TailnetNode; created: boolean }
   | { ok: false; reason: AuthKeyRejection };
 
+/** Who owns a node and how it was authorised: what a pre-auth key decides. */
+type Ownership = Pick<TailnetNode, 'userId' | 'tags' | 'ephemeral' | 'authKeyId'>;
+
 /** What a map request may update; absent fields are unchanged. */
 export interface MapUpdate {
   discoKey?: DiscoPublic;
@@ -101,7 +104,6 @@ export class Tailnet {
   readonly #offlineTimers = new Map<number, NodeJS.Timeout>();
   readonly #ephemeralTimers = new Map<number, NodeJS.Timeout>();
   #flushTimer: NodeJS.Timeout | undefined;
-  #flushing: Promise<void> = Promise.resolve();
   #expiryTimer: NodeJS.Timeout | undefined;
   #expiryCheckedAt: Date;
   #closed = false;
@@ -198,21 +200,21 @@ export class Tailnet {
       }
       const existing = clash ?? this.#identityNode(request.machineKey, key);
       const reRun = existing?.authKeyId === key.id;
-      if (!reRun && !(await this.#store.preAuthKeys.consume(key.id))) return { ok: false, reason: 'used' };
       if (key.userId !== null) await this.#loadUser(key.userId);
-
-      const ownership = {
+      const ownership: Ownership = {
         userId: key.tags.length > 0 ? null : key.userId,
         tags: key.tags,
         ephemeral: key.ephemeral || request.ephemeral,
         authKeyId: key.id,
       };
+      // Using up the key and writing the node are one transaction: a failed write leaves the key usable.
+      const useKey = async (repos: Repositories) => reRun || (await repos.preAuthKeys.consume(key.id));
       if (existing !== undefined) {
-        const node = await this.#reauthenticate(existing, request.nodeKey, request.hostinfo, ownership);
-        return { ok: true, node, created: false };
+        const node = await this.#reauthenticate(existing, request, ownership, useKey);
+        return node === undefined ? { ok: false, reason: 'used' } : { ok: true, node, created: false };
       }
-      const node = await this.#create(request, ownership, now);
-      return { ok: true, node, created: true };
+      const node = await this.#create(request, ownership, now, useKey);
+      return node === undefined ? { ok: false, reason: 'used' } : { ok: true, node, created: true };
     });
   }
 
@@ -231,64 +233,95 @@ export class Tailnet {
     if (user !== undefined) this.#users.set(id, user);
   }
 
+  /** Creates the node (addresses and name reserved first, released again if the write fails). */
   async #create(
     request: AuthKeyRegistration,
-    ownership: { userId: number | null; tags: string[]; ephemeral: boolean; authKeyId: number },
+    ownership: Ownership,
     now: Date,
-  ): Promise<TailnetNode> {
+    useKey: (repos: Repositories) => Promise<boolean>,
+  ): Promise<TailnetNode | undefined> {
     const hostname = hostnameOf(request.hostinfo);
     const givenName = uniqueGivenName(sanitizeHostname(hostname), (name) => this.#givenNames.has(name));
     const { ipv4, ipv6 } = this.#allocator.next();
+    let record: Node | undefined;
     try {
-      const record = await this.#store.nodes.create(
-        {
-          machineKey: request.machineKey,
-          nodeKey: request.nodeKey,
-          discoKey: '' as DiscoPublic,
-          ipv4,
-          ipv6,
-          hostname,
-          givenName,
-          registerMethod: 'authkey',
-          hostinfo: request.hostinfo,
-          ...ownership,
-        },
-        now,
-      );
-      const node = toTailnetNode(record);
-      this.#index(node);
-      if (node.ephemeral) this.#scheduleEphemeralRemoval(node);
-      this.#emit({ kind: 'added', node });
-      return node;
-    } catch (err) {
-      for (const ip of [ipv4, ipv6]) if (ip !== null) this.#allocator.release(ip);
-      throw err;
+      record = await this.#store.transaction(async (repos) => {
+        if (!(await useKey(repos))) return undefined;
+        return repos.nodes.create(
+          {
+            machineKey: request.machineKey,
+            nodeKey: request.nodeKey,
+            discoKey: '' as DiscoPublic,
+            ipv4,
+            ipv6,
+            hostname,
+            givenName,
+            registerMethod: 'authkey',
+            hostinfo: request.hostinfo,
+            ...ownership,
+          },
+          now,
+        );
+      });
+    } finally {
+      if (record === undefined) for (const ip of [ipv4, ipv6]) if (ip !== null) this.#allocator.release(ip);
     }
+    if (record === undefined) return undefined;
+    const node = toTailnetNode(record);
+    this.#index(node);
+    if (node.ephemeral) this.#scheduleEphemeralRemoval(node);
+    this.#emit({ kind: 'added', node });
+    return node;
   }
 
+  /** The same machine logs in again: new node key and owner, same id, addresses and (usually) name. */
   async #reauthenticate(
     node: TailnetNode,
-    nodeKey: NodePublic,
-    hostinfo: Hostinfo,
-    ownership: { userId: number | null; tags: string[]; ephemeral: boolean; authKeyId: number },
-  ): Promise<TailnetNode> {
-    const update: NodeUpdate = { nodeKey, expiry: null, hostinfo, ...ownership };
-    const hostname = hostnameOf(hostinfo);
-    if (hostname !== node.hostname) Object.assign(update, this.#renameForHostname(node, hostname));
-    await this.#writeNow(node.id, update);
-    this.#rekey(node, nodeKey);
+    request: AuthKeyRegistration,
+    ownership: Ownership,
+    useKey: (repos: Repositories) => Promise<boolean>,
+  ): Promise<TailnetNode | undefined> {
+    const hostinfoBefore = node.hostinfo;
+    const update: NodeUpdate = {
+      nodeKey: request.nodeKey,
+      expiry: null,
+      hostinfo: request.hostinfo,
+      ...ownership,
+    };
+    const hostname = hostnameOf(request.hostinfo);
+    const rename = hostname === node.hostname ? {} : this.#proposeName(node, hostname);
+    Object.assign(update, rename);
+    const written = await this.#store.transaction(async (repos) => {
+      if (!(await useKey(repos))) return false;
+      await repos.nodes.update(node.id, update);
+      return true;
+    });
+    if (!written) return undefined;
+    this.#dropPending(node.id, update);
+    if (rename.givenName !== undefined) this.#takeName(node.givenName, rename.givenName);
+    // A lite update may have brought newer hostinfo while the write was in flight; keep that one.
+    if (node.hostinfo !== hostinfoBefore) delete update.hostinfo;
+    this.#rekey(node, request.nodeKey);
     Object.assign(node, update);
+    if (!node.ephemeral) this.#clearTimer(this.#ephemeralTimers, node.id);
     this.#changed(node, { self: true });
     return node;
   }
 
-  /** A name for a node whose client changed its hostname; an admin's rename sticks. */
-  #renameForHostname(node: TailnetNode, hostname: string): Pick<NodeUpdate, 'hostname' | 'givenName'> {
+  /**
+   * The name a node gets when its client reports a new hostname: re-derived from it, unless an admin
+   * renamed the node (then only the hostname changes). Nothing is reserved until `#takeName`.
+   */
+  #proposeName(node: TailnetNode, hostname: string): Pick<NodeUpdate, 'hostname' | 'givenName'> {
     if (!isAutoDerivedGivenName(node.givenName, node.hostname)) return { hostname };
-    this.#givenNames.delete(node.givenName);
-    const givenName = uniqueGivenName(sanitizeHostname(hostname), (name) => this.#givenNames.has(name));
-    this.#givenNames.add(givenName);
-    return { hostname, givenName };
+    const base = sanitizeHostname(hostname);
+    const givenName = uniqueGivenName(base, (name) => name !== node.givenName && this.#givenNames.has(name));
+    return givenName === node.givenName ? { hostname } : { hostname, givenName };
+  }
+
+  #takeName(old: string, name: string): void {
+    this.#givenNames.delete(old);
+    this.#givenNames.add(name);
   }
 
   #rekey(node: TailnetNode, nodeKey: NodePublic): void {
@@ -336,10 +369,11 @@ export class Tailnet {
       whole = JSON.stringify(hostinfoForPeers(merged)) !== JSON.stringify(hostinfoForPeers(node.hostinfo));
       if (whole || derp !== homeDerpOf(node.hostinfo)) {
         const hostname = hostnameOf(merged);
-        const rename = hostname !== node.hostname ? this.#renameForHostname(node, hostname) : {};
+        const rename = hostname !== node.hostname ? this.#proposeName(node, hostname) : {};
+        if (rename.givenName !== undefined) this.#takeName(node.givenName, rename.givenName);
         Object.assign(node, rename);
         node.hostinfo = stored.hostinfo = merged;
-        if ('givenName' in rename) this.#storeRename(node.id, rename);
+        if (rename.givenName !== undefined) this.#storeRename(node.id, rename);
         else Object.assign(stored, rename);
       }
     }
@@ -362,7 +396,7 @@ export class Tailnet {
   /** A streaming session ended; when the node has none left for the grace period, it is offline. */
   sessionClosed(node: TailnetNode): void {
     node.sessions = Math.max(0, node.sessions - 1);
-    if (node.sessions > 0 || !this.#nodes.has(node.id)) return;
+    if (node.sessions > 0 || !this.#nodes.has(node.id) || this.#closed) return;
     this.#clearTimer(this.#offlineTimers, node.id);
     const timer = setTimeout(() => {
       this.#offlineTimers.delete(node.id);
@@ -388,8 +422,7 @@ export class Tailnet {
       () => {
         this.#ephemeralTimers.delete(node.id);
         if (node.sessions > 0 || !this.#nodes.has(node.id)) return;
-        this.#log.info({ node: node.id, name: node.givenName }, 'removing ephemeral node after inactivity');
-        this.deleteNode(node.id).catch((err: unknown) => {
+        this.#removeInactiveEphemeral(node.id).catch((err: unknown) => {
           this.#log.warn({ err, node: node.id }, 'could not remove an inactive ephemeral node');
         });
       },
@@ -406,15 +439,27 @@ export class Tailnet {
     timers.delete(id);
   }
 
+  /** Deletes an ephemeral node that is still inactive when its turn in the queue comes. */
+  #removeInactiveEphemeral(id: number): Promise<void> {
+    return this.#serial.run(async () => {
+      const node = this.#nodes.get(id);
+      // It may have reconnected, been deleted or stopped being ephemeral while the task waited.
+      if (node === undefined || node.sessions > 0 || !node.ephemeral || this.#closed) return;
+      this.#log.info({ node: id, name: node.givenName }, 'removing ephemeral node after inactivity');
+      await this.#delete(node);
+    });
+  }
+
   // ---- administration ----
 
   deleteNode(id: number): Promise<void> {
-    return this.#serial.run(async () => {
-      const node = this.#require(id);
-      await this.#store.nodes.delete(id);
-      this.#unindex(node);
-      this.#emit({ kind: 'removed', node });
-    });
+    return this.#serial.run(() => this.#delete(this.#require(id)));
+  }
+
+  async #delete(node: TailnetNode): Promise<void> {
+    await this.#store.nodes.delete(node.id);
+    this.#unindex(node);
+    this.#emit({ kind: 'removed', node });
   }
 
   /** Sets the node key's expiry (null = never); a time in the past logs the node out at once. */
@@ -534,14 +579,21 @@ export class Tailnet {
       .catch((err: unknown) => this.#log.warn({ err, node: id }, 'could not store a node rename'));
   }
 
-  /** Writes `update` now; pending write-behind values of the same fields are older, so they are dropped. */
+  /**
+   * Writes `update` now. Callers run in the serial queue, as do write-behind flushes, so writes reach
+   * the database in the order they were decided.
+   */
   async #writeNow(id: number, update: NodeUpdate): Promise<void> {
-    const pending = this.#dirty.get(id);
-    if (pending !== undefined) {
-      for (const field of Object.keys(update)) delete pending[field as keyof NodeUpdate];
-      if (Object.keys(pending).length === 0) this.#dirty.delete(id);
-    }
+    this.#dropPending(id, update);
     await this.#store.nodes.update(id, update);
+  }
+
+  /** Pending write-behind values of fields just written directly are older: they must not land later. */
+  #dropPending(id: number, update: NodeUpdate): void {
+    const pending = this.#dirty.get(id);
+    if (pending === undefined) return;
+    for (const field of Object.keys(update)) delete pending[field as keyof NodeUpdate];
+    if (Object.keys(pending).length === 0) this.#dirty.delete(id);
   }
 
   #writeBehind(id: number, update: NodeUpdate): void {
@@ -554,26 +606,28 @@ export class Tailnet {
     this.#flushTimer.unref();
   }
 
-  /** Writes pending map-request updates to the database now. */
+  /**
+   * Writes pending map-request updates to the database now, in one transaction, in the serial queue
+   * (so a direct write decided later cannot be overtaken by an older value from here).
+   */
   flush(): Promise<void> {
-    this.#flushing = this.#flushing.then(async () => {
-      const batch = [...this.#dirty];
+    return this.#serial.run(async () => {
+      const batch = [...this.#dirty].filter(([id]) => this.#nodes.has(id));
       this.#dirty.clear();
-      for (const [id, update] of batch) {
-        if (!this.#nodes.has(id)) continue;
-        try {
-          await this.#store.nodes.update(id, update);
-        } catch (err) {
-          this.#log.warn({ err, node: id }, 'could not store a node update');
-        }
+      if (batch.length === 0) return;
+      try {
+        await this.#store.transaction(async (repos) => {
+          for (const [id, update] of batch) await repos.nodes.update(id, update);
+        });
+      } catch (err) {
+        this.#log.warn({ err, nodes: batch.length }, 'could not store node updates');
       }
     });
-    return this.#flushing;
   }
 
   /** Stops timers and stores what is pending: last seen for connected nodes, queued updates. */
   async close(): Promise<void> {
-    this.#closed = true;
+    this.#closed = true; // from here, sessions ending arm no timers
     for (const timer of [...this.#offlineTimers.values(), ...this.#ephemeralTimers.values()])
       clearTimeout(timer);
     this.#offlineTimers.clear();

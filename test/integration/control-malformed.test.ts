@@ -562,3 +562,91 @@ describe('requests over HTTP/2', () => {
     });
   });
 });
+
+describe('inputs that used to be able to stop the process', () => {
+  /** Runs `attempt`, failing if anything reached the process as an uncaught exception meanwhile. */
+  async function noCrash(attempt: () => Promise<void>): Promise<void> {
+    const crashes: Error[] = [];
+    const monitor = (err: Error) => crashes.push(err);
+    process.on('uncaughtExceptionMonitor', monitor);
+    try {
+      await attempt();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    } finally {
+      process.off('uncaughtExceptionMonitor', monitor);
+    }
+    assert.deepEqual(crashes, []);
+    await assertServerHealthy();
+  }
+
+  test('an upgrade request whose target is not a URL is answered, not thrown', async () => {
+    await noCrash(async () => {
+      const raw = new RawSocket();
+      const response = await raw.exchange(
+        `GET // HTTP/1.1\r\nHost: ${host}:${port}\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\n`,
+      );
+      assert.equal(response.status, 404);
+    });
+  });
+
+  test('refused upgrades whose clients reset the connection at once', async () => {
+    await noCrash(async () => {
+      for (let i = 0; i < 50; i++) {
+        const raw = new RawSocket();
+        raw.write(controlUpgrade('not-base64'));
+        raw.socket.resetAndDestroy();
+      }
+    });
+  });
+
+  test('a protocol error on a WebSocket with the wrong subprotocol', async () => {
+    await noCrash(async () => {
+      const ws = new WebSocket(`ws://${host}:${port}/ts2021?X-Tailscale-Handshake=abc`, 'chat');
+      ws.on('error', () => undefined);
+      await new Promise((resolve) => ws.once('open', resolve));
+      // An unmasked client frame is a protocol violation the server's ws must survive.
+      (ws as unknown as { _socket: net.Socket })._socket.write(Buffer.from([0x82, 0x01, 0x00]));
+      await new Promise((resolve) => ws.once('close', resolve));
+    });
+  });
+
+  test('bodies trickled over many streams stop at the per-connection budget', async () => {
+    await changesNothing(async () => {
+      const conn = await connect();
+      const chunk = Buffer.alloc(512 * 1024, 0x20);
+      const statuses: Array<Promise<number>> = [];
+      // 12 streams × 512 KiB = 6 MiB of unfinished bodies, more than one connection may hold.
+      for (let i = 0; i < 12; i++) {
+        const stream = conn.session.request({ ':method': 'POST', ':path': '/machine/register' });
+        stream.on('error', () => undefined);
+        statuses.push(
+          new Promise((resolve) => {
+            stream.once('response', (headers) => resolve(Number(headers[':status'])));
+            stream.once('close', () => resolve(0));
+          }),
+        );
+        stream.write(chunk);
+      }
+      const refused = await Promise.race([
+        Promise.any(statuses.map((s) => s.then((code) => (code === 503 ? code : Promise.reject())))),
+        new Promise((resolve) => setTimeout(() => resolve('none'), WAIT_MS)),
+      ]);
+      assert.equal(refused, 503, 'a stream past the budget is refused');
+      await conn.close();
+    });
+  });
+
+  test('a logout from a node weft no longer knows registers nothing, even with an auth key', async () => {
+    await changesNothing(async () => {
+      const conn = await connect();
+      const response = await conn.request(
+        'POST',
+        '/machine/register',
+        registerBody({ Expiry: '1970-01-01T00:02:03Z', Auth: { AuthKey: await singleUseKey() } }),
+      );
+      assert.equal(response.status, 200);
+      assert.equal(response.json().NodeKeyExpired, true);
+      await conn.close();
+    });
+  });
+});
