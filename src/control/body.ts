@@ -55,7 +55,11 @@ export function readBody(
     const finish = (error?: BodyError) => {
       clearTimeout(timer);
       budget.used -= size;
+      // A long poll's stream lives for hours: listeners left on it would keep this body alive.
       stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('error', onError);
+      stream.off('aborted', onAborted);
       if (error === undefined) return resolve(Buffer.concat(chunks, size));
       chunks.length = 0;
       stream.pause();
@@ -71,14 +75,17 @@ export function readBody(
       budget.used += chunk.length;
       chunks.push(chunk);
     };
+    const onEnd = () => finish();
+    const onError = () => finish(new BodyError(400, 'the request stream failed'));
+    const onAborted = () => finish(new BodyError(400, 'the client aborted the request'));
     const timer = setTimeout(
       () => finish(new BodyError(408, `request body not received within ${BODY_TIMEOUT_MS / 1000} s`)),
       BODY_TIMEOUT_MS,
     );
     stream.on('data', onData);
-    stream.once('end', () => finish());
-    stream.once('error', () => finish(new BodyError(400, 'the request stream failed')));
-    stream.once('aborted', () => finish(new BodyError(400, 'the client aborted the request')));
+    stream.on('end', onEnd);
+    stream.on('error', onError);
+    stream.on('aborted', onAborted);
   });
 }
 

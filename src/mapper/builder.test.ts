@@ -144,6 +144,8 @@ describe('MapBuilder peer fragments', () => {
     const a = await add('alpha');
     const first = builder.fragment(a);
     assert.equal(builder.fragment(a), first, 'the same Buffer while the version stands');
+    // A cached fragment must not be a slice of Node's shared pool, or it would pin a whole slab.
+    assert.equal(first.buffer.byteLength, first.length, 'the fragment owns exactly its own memory');
     builder.fullMap(await add('beta'));
     assert.equal(builder.fragment(a), first, 'building a map reuses it');
 

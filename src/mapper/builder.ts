@@ -41,6 +41,16 @@ export interface Delta {
 
 const COMMA = Buffer.from(',');
 
+/**
+ * The UTF-8 bytes of `text` in memory of their own. Buffer.from() would slice small strings out of
+ * Node's shared pool, and a cached fragment would then keep a whole pool slab (tens of KiB) alive.
+ */
+function ownBytes(text: string): Buffer {
+  const bytes = Buffer.allocUnsafeSlow(Buffer.byteLength(text));
+  bytes.write(text);
+  return bytes;
+}
+
 export class MapBuilder {
   readonly #tailnet: Tailnet;
   readonly #settings: MapSettings;
@@ -70,7 +80,7 @@ export class MapBuilder {
   fragment(node: TailnetNode): Buffer {
     const cached = this.#fragments.get(node.id);
     if (cached !== undefined && cached.version === node.version) return cached.bytes;
-    const bytes = Buffer.from(JSON.stringify(peerView(node, this.#settings.baseDomain, this.#tailnet.now())));
+    const bytes = ownBytes(JSON.stringify(peerView(node, this.#settings.baseDomain, this.#tailnet.now())));
     this.#fragments.set(node.id, { version: node.version, bytes });
     return bytes;
   }
