@@ -80,6 +80,7 @@ export class ControlPlane {
   });
   readonly #sessions = new Set<ServerHttp2Session>();
   readonly #streams = new Map<number, MapSession>();
+  #closing = false;
 
   constructor(options: ControlPlaneOptions) {
     this.#options = options;
@@ -108,6 +109,10 @@ export class ControlPlane {
     // `//` and other odd request targets are not URLs at all; they are simply not ours.
     const url = URL.parse(req.url ?? '/', 'http://weft.invalid');
     if (url === null || url.pathname !== '/ts2021') return false;
+    if (this.#closing) {
+      socket.destroy(); // shutting down: the client will find the next server (or this one, restarted)
+      return true;
+    }
     const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
     const upgrade = (req.headers.upgrade ?? '').toLowerCase();
     if (upgrade === 'websocket') {
@@ -312,6 +317,8 @@ export class ControlPlane {
 
   /** Closes every control connection (shutdown); clients reconnect to the next server. */
   close(): void {
+    // Clients redial at once; a connection accepted after this point would keep the process alive.
+    this.#closing = true;
     for (const session of this.#sessions) session.close();
     for (const session of this.#sessions) session.destroy();
     this.#webSockets.close();

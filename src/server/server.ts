@@ -45,6 +45,9 @@ export const SQLITE_FILE_NAME = 'weft.db';
 /** How long a graceful stop waits for in-flight requests before exiting anyway. */
 const STOP_DEADLINE_MS = 10_000;
 
+/** How long the process may outlive a completed stop before it exits by itself. */
+const LINGER_MS = 2_000;
+
 export interface RunningServer {
   /** The bound HTTP address, e.g. `127.0.0.1:8080` (the real port when listen_addr asked for port 0). */
   readonly httpAddress: string;
@@ -314,4 +317,10 @@ export async function serveUntilSignal(config: Config, log: Logger): Promise<voi
   await running.close();
   clearTimeout(deadline);
   log.info('stopped');
+  // Everything weft opened is closed now. Should anything still hold the event loop (a bug), exit
+  // anyway after a moment rather than linger as a half-stopped server.
+  setTimeout(() => {
+    log.warn('handles were still open after the stop; exiting');
+    process.exit(0);
+  }, LINGER_MS).unref();
 }
