@@ -41,6 +41,7 @@ import {
   type MapMessage,
   type MapStream,
 } from '../harness/control-client.ts';
+import { eventually } from '../harness/wait.ts';
 
 const BASE_DOMAIN = 'tailnet.test';
 const CAP = DEFAULT_CAP_VERSION;
@@ -50,6 +51,8 @@ const HOUR = 3_600_000;
 const PROPAGATION_MS = 1_000;
 /** Bounded wait for things that should happen "now" (a few batch windows). */
 const WAIT_MS = 3_000;
+/** How the in-process tests poll the model: often, within the usual wait. */
+const POLL = { timeoutMs: WAIT_MS, intervalMs: 10 };
 
 // biome-ignore lint/suspicious/noExplicitAny: protocol JSON is read field by field
 type Json = any;
@@ -261,16 +264,6 @@ async function assertEnds(stream: MapStream, timeoutMs = WAIT_MS): Promise<void>
       assert.match((err as Error).message, /map stream ended/);
       return;
     }
-  }
-}
-
-async function eventually<T>(what: string, check: () => T | undefined, timeoutMs = WAIT_MS): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value !== undefined) return value;
-    assert.ok(Date.now() < deadline, `${what}: not within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
 
@@ -544,7 +537,7 @@ describe('map responses', () => {
     peerC = await FakeNode.join(weft, 'peer-c');
     await peerB.stream();
     await peerC.stream();
-    await eventually('b and c online', () => (peerB.model.online && peerC.model.online) || undefined);
+    await eventually('b and c online', () => (peerB.model.online && peerC.model.online) || undefined, POLL);
 
     watcher = await FakeNode.join(weft, 'watcher');
     const opened = await watcher.stream();
@@ -812,7 +805,7 @@ describe('map responses', () => {
     assert.equal(first.message.Node.ID, node.id);
     await assertEnds(firstPoll);
     assert.ok(!secondPoll.stream.closed && !secondPoll.done);
-    await eventually('one session left', () => (node.model.sessions === 1 ? true : undefined));
+    await eventually('one session left', () => (node.model.sessions === 1 ? true : undefined), POLL);
     assert.equal(node.model.online, true);
     node.closeStreams();
   });

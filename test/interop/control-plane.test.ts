@@ -14,7 +14,6 @@ import { writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { freeLoopbackPort } from '../harness/child.ts';
 import { type Derper, startDerper } from '../harness/derper.ts';
 import { socks5Connect } from '../harness/socks5.ts';
@@ -24,6 +23,7 @@ import {
   type TailscaleStatus,
   tailscaleBinaries,
 } from '../harness/tailscale.ts';
+import { eventually } from '../harness/wait.ts';
 import { startWeft, type WeftServer } from '../harness/weft.ts';
 
 const BASE_DOMAIN = 'tailnet.test';
@@ -46,40 +46,21 @@ function peerNamed(status: TailscaleStatus, hostname: string): PeerStatus | unde
   return peers(status).find((p) => p.HostName === hostname);
 }
 
-/** Polls `check` until it returns a value or `timeoutMs` passes; returns the value and how long it took. */
-async function eventually<T>(
-  what: string,
-  timeoutMs: number,
-  check: () => Promise<T | undefined>,
-): Promise<{ value: T; ms: number }> {
-  const started = Date.now();
-  let last: unknown;
-  while (Date.now() - started < timeoutMs) {
-    try {
-      const value = await check();
-      if (value !== undefined) return { value, ms: Date.now() - started };
-    } catch (err) {
-      last = err;
-    }
-    await sleep(50);
-  }
-  throw new Error(
-    `${what}: not within ${timeoutMs} ms${last ? ` (last error: ${(last as Error).message})` : ''}`,
-  );
-}
-
 /**
  * `tailscale ping` until a pong (bounded). A peer shows in `status` as soon as its node arrives, but the
  * client's engine takes it only once the peer's disco key is known (its first map request, moments
  * after registering); a ping in between answers "unknown peer". Waiting for it is what an admin does.
  */
 async function pingPeer(from: TailscaledProcess, ip: string): Promise<string> {
-  const { value } = await eventually(`${from.name} pings ${ip}`, 30_000, async () => {
-    const ping = await from.cli(['ping', '--c', '5', '--timeout', '3s', ip], { timeoutMs: 30_000 });
-    if (ping.code === 0) return ping.stdout;
-    throw new Error(`${ping.stdout}${ping.stderr}`.trim());
-  });
-  return value;
+  return eventually(
+    `${from.name} pings ${ip}`,
+    async () => {
+      const ping = await from.cli(['ping', '--c', '5', '--timeout', '3s', ip], { timeoutMs: 30_000 });
+      if (ping.code === 0) return ping.stdout;
+      throw new Error(`${ping.stdout}${ping.stderr}`.trim());
+    },
+    { timeoutMs: 30_000 },
+  );
 }
 
 async function nodeJson(weft: WeftServer, name: string): Promise<Record<string, unknown>> {
@@ -153,12 +134,14 @@ for (const [first, second] of [
       alpha = await joinTailnet('alpha', first, key);
       beta = await joinTailnet('beta', second, key);
 
-      const {
-        value: [a, b],
-      } = await eventually('both see each other', 10_000, async () => {
-        const [a, b] = await Promise.all([alpha.status(), beta.status()]);
-        return peerNamed(a, 'beta') && peerNamed(b, 'alpha') ? [a, b] : undefined;
-      });
+      const [a, b] = await eventually(
+        'both see each other',
+        async () => {
+          const [a, b] = await Promise.all([alpha.status(), beta.status()]);
+          return peerNamed(a, 'beta') && peerNamed(b, 'alpha') ? [a, b] : undefined;
+        },
+        { timeoutMs: 10_000 },
+      );
       assert.equal(a.BackendState, 'Running');
       assert.equal(b.BackendState, 'Running');
       const alphaIps = a.Self?.TailscaleIPs ?? [];
@@ -209,8 +192,10 @@ for (const [first, second] of [
       const gamma = await joinTailnet('gamma', second, key);
       const joinedAt = Date.now();
       for (const daemon of [alpha, beta]) {
-        await eventually(`${daemon.name} lists gamma`, PROPAGATION_MS, async () =>
-          peerNamed(await daemon.status(), 'gamma') ? true : undefined,
+        await eventually(
+          `${daemon.name} lists gamma`,
+          async () => (peerNamed(await daemon.status(), 'gamma') ? true : undefined),
+          { timeoutMs: PROPAGATION_MS },
         );
       }
       assert.ok(Date.now() - joinedAt < PROPAGATION_MS + 1_000);
@@ -220,8 +205,10 @@ for (const [first, second] of [
       const deleted = await weft.cli(['nodes', 'delete', String(node.id)]);
       assert.equal(deleted.code, 0, deleted.stderr);
       for (const daemon of [alpha, beta]) {
-        await eventually(`${daemon.name} drops gamma`, PROPAGATION_MS, async () =>
-          peerNamed(await daemon.status(), 'gamma') ? undefined : true,
+        await eventually(
+          `${daemon.name} drops gamma`,
+          async () => (peerNamed(await daemon.status(), 'gamma') ? undefined : true),
+          { timeoutMs: PROPAGATION_MS },
         );
       }
       await gamma.stop();
@@ -237,10 +224,14 @@ for (const [first, second] of [
       const lingered = weft.logEntries().some((e) => /still open after the stop/.test(String(e.msg)));
       assert.ok(!lingered, `weft had to force its exit after the stop:\n${weft.output().slice(-2000)}`);
       weft = await startWeft({ env: weftEnv(), dataDir: weft.dataDir, args: ['--config', configFile] });
-      await eventually('both clients online again at weft', 60_000, async () => {
-        const [a, b] = await Promise.all([nodeJson(weft, 'alpha'), nodeJson(weft, 'beta')]);
-        return a.online === true && b.online === true ? true : undefined;
-      });
+      await eventually(
+        'both clients online again at weft',
+        async () => {
+          const [a, b] = await Promise.all([nodeJson(weft, 'alpha'), nodeJson(weft, 'beta')]);
+          return a.online === true && b.online === true ? true : undefined;
+        },
+        { timeoutMs: 60_000 },
+      );
       const [a, b] = await Promise.all([alpha.status(), beta.status()]);
       assert.deepEqual(a.Self?.TailscaleIPs, ['100.64.0.1', 'fd7a:115c:a1e0::1']);
       assert.deepEqual(b.Self?.TailscaleIPs, ['100.64.0.2', 'fd7a:115c:a1e0::2']);
@@ -250,10 +241,14 @@ for (const [first, second] of [
     test('a restarted tailscaled re-registers without a key and keeps its node', async () => {
       const before = await nodeJson(weft, 'beta');
       await beta.restart();
-      const { value } = await eventually('beta running again', 30_000, async () => {
-        const status = await beta.status();
-        return status.BackendState === 'Running' ? status : undefined;
-      });
+      const value = await eventually(
+        'beta running again',
+        async () => {
+          const status = await beta.status();
+          return status.BackendState === 'Running' ? status : undefined;
+        },
+        { timeoutMs: 30_000 },
+      );
       assert.deepEqual(value.Self?.TailscaleIPs, ['100.64.0.2', 'fd7a:115c:a1e0::2']);
       const afterRestart = await nodeJson(weft, 'beta');
       assert.equal(afterRestart.id, before.id);
@@ -271,9 +266,13 @@ for (const [first, second] of [
       const node = await nodeJson(weft, 'alpha');
       const expired = await weft.cli(['nodes', 'expire', String(node.id)]);
       assert.equal(expired.code, 0, expired.stderr);
-      await eventually('alpha notices its expired key', 10_000, async () => {
-        const status = await alpha.status();
-        return status.BackendState === 'NeedsLogin' ? true : undefined;
-      });
+      await eventually(
+        'alpha notices its expired key',
+        async () => {
+          const status = await alpha.status();
+          return status.BackendState === 'NeedsLogin' ? true : undefined;
+        },
+        { timeoutMs: 10_000 },
+      );
     });
   });

@@ -11,10 +11,6 @@ import { AUTH_KEY_ERRORS } from '../../src/control/register.ts';
 import { startTailscaled, type TailscaledProcess, tailscaleBinaries } from '../harness/tailscale.ts';
 import { startWeft, type WeftServer } from '../harness/weft.ts';
 
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
 async function countNodes(weft: WeftServer): Promise<number> {
   const list = await weft.cli(['nodes', 'list', '-o', 'json']);
   assert.equal(list.code, 0, list.stderr);
@@ -59,7 +55,7 @@ for (const version of ['oldest', 'newest'] as const) {
       });
       assert.equal(typeof up.code, 'number', `tailscale up was killed instead of exiting: ${up.stderr}`);
       assert.notEqual(up.code, 0);
-      assert.match(up.stderr, new RegExp(escapeRegExp(AUTH_KEY_ERRORS.invalid)), up.stderr);
+      assert.ok(up.stderr.includes(AUTH_KEY_ERRORS.invalid), up.stderr);
       assert.equal(await countNodes(weft), 0, 'a refused key registers nothing');
 
       const keyFetches = weft
