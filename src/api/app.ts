@@ -41,6 +41,8 @@ export interface ApiDependencies {
   /** `dns.base_domain`: nodes' MagicDNS names are `<given name>.<base domain>`. */
   baseDomain?: string;
   now?: () => Date;
+  /** PEM certificate and key: serve HTTPS instead of HTTP. */
+  https?: { cert: Buffer; key: Buffer };
 }
 
 export const DEFAULT_BASE_DOMAIN = 'tailnet.internal';
@@ -60,6 +62,7 @@ export function createApiApp(deps: ApiDependencies): FastifyInstance {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: API_BODY_LIMIT,
     return503OnClosing: true,
+    ...(deps.https !== undefined ? { https: deps.https } : {}),
   });
   const context: RouteContext = {
     store: deps.store,

@@ -31,6 +31,9 @@ describe('defaults', () => {
           region_name: 'weft embedded DERP',
           stun_listen_addr: '0.0.0.0:3478',
           verify_clients: true,
+          private_key_path: 'derp_server_private.key',
+          automatically_add_embedded_derp_region: true,
+          mesh_with: [],
         },
         urls: [],
         paths: [],
@@ -516,5 +519,25 @@ describe('ephemeral_node_inactivity_timeout and log', () => {
       level: 'debug',
       format: 'json',
     });
+  });
+});
+
+describe('derp and tls', () => {
+  test('tls_cert_path and tls_key_path go together', () => {
+    assertIssue(errorFor({ tls_cert_path: 'a.crt' }), 'tls_key_path', /go together/);
+    assertIssue(errorFor({ tls_key_path: 'a.key' }), 'tls_cert_path', /go together/);
+  });
+
+  test('advertised addresses must be of their family, and a mesh needs its key', () => {
+    const error = errorFor({
+      derp: { server: { ipv4: '::1', ipv6: '10.0.0.1', mesh_with: ['https://derp2.example.com/derp'] } },
+    });
+    assertIssue(error, 'derp.server.ipv4', /IPv4/);
+    assertIssue(error, 'derp.server.ipv6', /IPv6/);
+    assertIssue(error, 'derp.server.mesh_key_path', /mesh_with/);
+  });
+
+  test('an empty stun_listen_addr turns STUN off', () => {
+    assert.equal(parse({ derp: { server: { stun_listen_addr: '' } } }).derp.server.stun_listen_addr, '');
   });
 });

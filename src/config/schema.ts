@@ -130,15 +130,45 @@ const derpServerSchema = z.strictObject({
     .regex(/^[a-z0-9-]+$/, 'must be non-empty and use only a-z, 0-9 and "-"')
     .default('weft'),
   region_name: nonEmptyString.default('weft embedded DERP'),
-  stun_listen_addr: hostPort.default('0.0.0.0:3478'),
+  /** "" turns the STUN server off (clients then cannot learn their public address from this region). */
+  stun_listen_addr: checkedString((text) => (text === '' ? undefined : hostPortProblem(text))).default(
+    '0.0.0.0:3478',
+  ),
   verify_clients: z.boolean().default(true),
+  /** The relay's own key; relative to data_dir. Must not be the Noise key file. */
+  private_key_path: nonEmptyString.default('derp_server_private.key'),
+  automatically_add_embedded_derp_region: z.boolean().default(true),
+  /** Addresses advertised in the DERP map; default: the host of server_url when it is an IP literal. */
+  ipv4: ipAddress.optional(),
+  ipv6: ipAddress.optional(),
+  /** File holding the region's 64-hex-digit mesh key, shared by every DERP server of the region. */
+  mesh_key_path: nonEmptyString.optional(),
+  /** DERP URLs of the other servers of this region (e.g. https://derp2.example.com/derp). */
+  mesh_with: z.array(httpUrl).default(() => []),
 });
 
-const derpSchema = z.strictObject({
-  server: derpServerSchema.prefault({}),
-  urls: z.array(httpUrl).default(() => []),
-  paths: z.array(nonEmptyString).default(() => []),
-});
+const derpSchema = z
+  .strictObject({
+    server: derpServerSchema.prefault({}),
+    urls: z.array(httpUrl).default(() => []),
+    paths: z.array(nonEmptyString).default(() => []),
+  })
+  .superRefine((derp, ctx) => {
+    const { ipv4, ipv6, mesh_with, mesh_key_path } = derp.server;
+    if (ipv4 !== undefined && !isIPv4(ipv4)) {
+      ctx.addIssue({ code: 'custom', path: ['server', 'ipv4'], message: 'must be an IPv4 address' });
+    }
+    if (ipv6 !== undefined && isIPv4(ipv6)) {
+      ctx.addIssue({ code: 'custom', path: ['server', 'ipv6'], message: 'must be an IPv6 address' });
+    }
+    if (mesh_with.length > 0 && mesh_key_path === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['server', 'mesh_key_path'],
+        message: 'required when mesh_with is set',
+      });
+    }
+  });
 
 const extraRecordSchema = z
   .strictObject({ name: dnsName, type: z.enum(['A', 'AAAA']), value: ipAddress })
@@ -224,6 +254,9 @@ export const configSchema = z
     ),
     /** Made absolute against the working directory by parseConfig. */
     data_dir: nonEmptyString.default('./data'),
+    /** PEM certificate chain and key: the main listener then serves HTTPS (needed for DERP on port 443). */
+    tls_cert_path: nonEmptyString.optional(),
+    tls_key_path: nonEmptyString.optional(),
     database: databaseSchema.prefault({}),
     prefixes: prefixesSchema.prefault({}),
     derp: derpSchema.prefault({}),
@@ -233,6 +266,16 @@ export const configSchema = z
     /** Milliseconds. */
     ephemeral_node_inactivity_timeout: positiveDuration.prefault('30m'),
     log: logSchema.prefault({}),
+  })
+  .superRefine((config, ctx) => {
+    if ((config.tls_cert_path === undefined) !== (config.tls_key_path === undefined)) {
+      const missing = config.tls_cert_path === undefined ? 'tls_cert_path' : 'tls_key_path';
+      ctx.addIssue({
+        code: 'custom',
+        path: [missing],
+        message: 'tls_cert_path and tls_key_path go together',
+      });
+    }
   })
   .superRefine(
     (config, ctx) => {

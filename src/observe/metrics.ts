@@ -16,6 +16,22 @@ export interface Metrics {
    * so nothing has to keep them in step on the hot path.
    */
   observeTailnet(read: () => { nodes: number; online: number; streams: number }): void;
+  /** Reports the embedded DERP relay's connection gauges and packet counters at scrape time. */
+  observeDerp(read: () => DerpCounters): void;
+}
+
+export interface DerpCounters {
+  connections: number;
+  keys: number;
+  accepted: number;
+  refused: number;
+  packetsRelayed: number;
+  bytesRelayed: number;
+  packetsForwarded: number;
+  dropUnknownDestination: number;
+  dropDuplicateClient: number;
+  dropQueueFull: number;
+  closedForError: number;
 }
 
 export function createMetrics(): Metrics {
@@ -55,6 +71,69 @@ export function createMetrics(): Metrics {
       gauge('weft_nodes', 'Nodes registered in the tailnet', (v) => v.nodes);
       gauge('weft_nodes_online', 'Nodes with an open map stream', (v) => v.online);
       gauge('weft_map_streams', 'Open streaming map sessions', (v) => v.streams);
+    },
+    observeDerp(read) {
+      // Counters read from the relay's own tallies: the hot path only bumps plain numbers.
+      const reading = (
+        name: string,
+        help: string,
+        type: 'gauge' | 'counter',
+        pick: (v: DerpCounters) => number,
+      ) =>
+        new Gauge({
+          name: type === 'counter' ? `${name}_total` : name,
+          help,
+          registers: [registry],
+          collect() {
+            this.set(pick(read()));
+          },
+        });
+      reading('weft_derp_connections', 'Open DERP client connections', 'gauge', (v) => v.connections);
+      reading('weft_derp_clients', 'Distinct node keys connected to DERP', 'gauge', (v) => v.keys);
+      reading('weft_derp_accepted', 'DERP connections admitted', 'counter', (v) => v.accepted);
+      reading('weft_derp_refused', 'DERP connections refused by admission', 'counter', (v) => v.refused);
+      reading(
+        'weft_derp_packets_relayed',
+        'Packets relayed to a local client',
+        'counter',
+        (v) => v.packetsRelayed,
+      );
+      reading(
+        'weft_derp_bytes_relayed',
+        'Packet bytes relayed to local clients',
+        'counter',
+        (v) => v.bytesRelayed,
+      );
+      reading(
+        'weft_derp_packets_forwarded',
+        'Packets forwarded to a mesh peer',
+        'counter',
+        (v) => v.packetsForwarded,
+      );
+      reading(
+        'weft_derp_dropped_unknown_dest',
+        'Packets dropped: destination not connected',
+        'counter',
+        (v) => v.dropUnknownDestination,
+      );
+      reading(
+        'weft_derp_dropped_dup_client',
+        'Packets dropped: destination has duplicate connections, none active',
+        'counter',
+        (v) => v.dropDuplicateClient,
+      );
+      reading(
+        'weft_derp_dropped_queue_full',
+        "Packets dropped: the receiver's queue was full",
+        'counter',
+        (v) => v.dropQueueFull,
+      );
+      reading(
+        'weft_derp_closed_for_error',
+        'DERP connections closed for a protocol error or write timeout',
+        'counter',
+        (v) => v.closedForError,
+      );
     },
   };
 }

@@ -7,10 +7,12 @@
  *   admin socket  <data_dir>/weft.sock     REST API for the local CLI, no API key
  *   server key    <data_dir>/noise_private.key   the control plane's Noise key, made on first start
  *   tailnet       in-memory model of users and nodes, loaded from the database, written through
- *   HTTP          listen_addr              /key, /ts2021 (control protocol), /health, /api/v1 (bearer API keys)
+ *   DERP + STUN   listen_addr /derp, UDP stun_listen_addr   embedded relay (derp.ts), its key in the data dir
+ *   HTTP(S)       listen_addr              /key, /ts2021 (control protocol), /derp, /verify, /health,
+ *                                          /api/v1 (bearer API keys); TLS with tls_cert_path/tls_key_path
  *   metrics       metrics_listen_addr      Prometheus /metrics (optional)
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -32,6 +34,7 @@ import { Tailnet, type TailnetOptions } from '../state/tailnet.ts';
 import { ALLOW_ALL_PACKET_FILTER } from '../tailcfg/index.ts';
 import { openAdminSocket } from './admin-socket.ts';
 import { lockDataDir } from './data-dir-lock.ts';
+import { type EmbeddedDerp, registerDerpRoutes, startEmbeddedDerp } from './derp.ts';
 import { loadDerpMap } from './derp-map.ts';
 import { StartupError } from './errors.ts';
 import { databaseHealthCheck } from './health.ts';
@@ -55,6 +58,8 @@ export interface RunningServer {
   readonly metricsAddress: string | undefined;
   readonly store: Store;
   readonly tailnet: Tailnet;
+  /** The embedded DERP relay, when derp.server.enabled. */
+  readonly derp: EmbeddedDerp | undefined;
   close(): Promise<void>;
 }
 
@@ -145,9 +150,10 @@ async function assemble(
   teardown.add(() => closeServer(admin.server));
 
   const metrics = createMetrics();
-  const { tailnet, control } = await startControlPlane(config, store, log, metrics, teardown, tuning);
+  const { tailnet, control, derp } = await startControlPlane(config, store, log, metrics, teardown, tuning);
 
   const app = createApiApp({
+    ...(await tlsOptions(config)),
     store,
     tailnet,
     baseDomain: config.dns.base_domain,
@@ -175,17 +181,20 @@ async function assemble(
         .type('text/plain')
         .send(`${control.refuseWithoutUpgrade(request.ip)}\n`),
   });
+  if (derp !== undefined) registerDerpRoutes(app, tailnet);
   await app.ready();
   teardown.add(() => app.close());
-  // Upgraded control connections are not the HTTP server's to drain: close them first (teardown runs
-  // in reverse), or app.close() would wait for them until the stop deadline.
+  // Upgraded control and DERP connections are not the HTTP server's to drain: close them first (teardown
+  // runs in reverse), or app.close() would wait for them until the stop deadline.
   teardown.add(async () => control.close());
+  if (derp !== undefined) teardown.add(() => derp.close());
   app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     // Node leaves an upgraded socket without an error listener: a reset from the peer while we answer
     // would otherwise be an uncaught exception.
     socket.on('error', () => socket.destroy());
     try {
       if (control.handleUpgrade(req, socket, head)) return;
+      if (derp?.upgrades.handleUpgrade(req, socket, head)) return;
       socket.end(
         'HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nno upgrade is served at this path\n',
       );
@@ -211,6 +220,7 @@ async function assemble(
     metricsAddress: metricsServer && formatAddress(metricsServer),
     store,
     tailnet,
+    derp,
     close: () => teardown.run(log),
   };
   log.info(
@@ -220,6 +230,10 @@ async function assemble(
       metrics: running.metricsAddress ?? null,
       database: redactConfig(config).database,
       server_url: config.server_url,
+      derp:
+        derp === undefined
+          ? null
+          : { region: derp.region?.RegionID ?? null, stun_port: derp.stun?.port ?? null },
     },
     'weft is serving',
   );
@@ -234,9 +248,8 @@ async function startControlPlane(
   metrics: Metrics,
   teardown: Teardown,
   tuning: ServerTuning,
-): Promise<{ tailnet: Tailnet; control: ControlPlane }> {
+): Promise<{ tailnet: Tailnet; control: ControlPlane; derp: EmbeddedDerp | undefined }> {
   const serverKey = await loadOrCreateServerKey(config.data_dir);
-  const derpMap = await loadDerpMap(config.derp, log);
   const tailnet = await Tailnet.load({
     store,
     log: log.child({ component: 'tailnet' }),
@@ -245,6 +258,10 @@ async function startControlPlane(
     ...tuning.tailnet,
   });
   teardown.add(() => tailnet.close());
+  const derp = config.derp.server.enabled ? await startEmbeddedDerp(config, tailnet, log) : undefined;
+  // Registered after the tailnet, so it runs before it on stop.
+  if (derp !== undefined) teardown.add(() => derp.close());
+  const derpMap = await loadDerpMap(config.derp, log, derp?.region);
   const builder = new MapBuilder(tailnet, {
     baseDomain: config.dns.base_domain,
     domain: new URL(config.server_url).hostname,
@@ -264,7 +281,25 @@ async function startControlPlane(
     for (const node of tailnet.nodes()) if (node.online) online += 1;
     return { nodes: tailnet.size, online, streams: broadcaster.sessionCount };
   });
-  return { tailnet, control };
+  if (derp !== undefined) metrics.observeDerp(() => derp.server.stats);
+  return { tailnet, control, derp };
+}
+
+async function tlsOptions(config: Config): Promise<{ https?: { cert: Buffer; key: Buffer } }> {
+  if (config.tls_cert_path === undefined || config.tls_key_path === undefined) return {};
+  const read = async (path: string, key: string) => {
+    try {
+      return await readFile(path);
+    } catch (err) {
+      throw new StartupError(`cannot read ${path} (${key}): ${(err as Error).message}`, { cause: err });
+    }
+  };
+  return {
+    https: {
+      cert: await read(config.tls_cert_path, 'tls_cert_path'),
+      key: await read(config.tls_key_path, 'tls_key_path'),
+    },
+  };
 }
 
 async function openDatabase(config: Config, log: Logger): Promise<Store> {

@@ -61,6 +61,7 @@ before(async () => {
     listen_addr: '127.0.0.1:0',
     metrics_listen_addr: '',
     data_dir: dataDir,
+    derp: { server: { stun_listen_addr: '127.0.0.1:0' } },
     log: { level: 'debug' },
   });
   running = await startServer(config, createLogger({ level: 'debug', format: 'json', destination: capture }));

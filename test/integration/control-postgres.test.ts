@@ -26,6 +26,7 @@ async function start(): Promise<RunningServer> {
     listen_addr: '127.0.0.1:0',
     metrics_listen_addr: '',
     data_dir: dataDir,
+    derp: { server: { enabled: false } },
     database: { url: databaseUrl },
     log: { level: 'silent' },
   });

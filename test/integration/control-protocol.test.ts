@@ -98,7 +98,8 @@ async function startWeft(options: { dataDir?: string; tuning?: ServerTuning } = 
     metrics_listen_addr: '',
     data_dir: dataDir,
     dns: { base_domain: BASE_DOMAIN },
-    derp: { paths: [join(dataDir, 'derp.json')] },
+    // The embedded relay is tested in derp-embedded.test.ts; here the map is only what the file says.
+    derp: { server: { enabled: false }, paths: [join(dataDir, 'derp.json')] },
   });
   const discard = new Writable({ write: (_chunk, _encoding, done) => done() });
   const log = createLogger({ level: 'warn', format: 'json', destination: discard });
