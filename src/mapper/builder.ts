@@ -17,6 +17,7 @@ import type {
   UserProfile,
   Node as WireNode,
 } from '../tailcfg/index.ts';
+import { CAPVER_DERP_CERT_PIN, withoutCertPins } from '../tailcfg/index.ts';
 import { peerView, selfView, userProfile, wireUserId } from './node-view.ts';
 
 /** Tailnet-wide settings every map carries. */
@@ -54,11 +55,14 @@ function ownBytes(text: string): Buffer {
 export class MapBuilder {
   readonly #tailnet: Tailnet;
   readonly #settings: MapSettings;
+  /** The DERP map for clients older than certificate pins (the same object when nothing is pinned). */
+  readonly #unpinnedDerpMap: DERPMap;
   readonly #fragments = new Map<number, { version: number; bytes: Buffer }>();
 
   constructor(tailnet: Tailnet, settings: MapSettings) {
     this.#tailnet = tailnet;
     this.#settings = settings;
+    this.#unpinnedDerpMap = withoutCertPins(settings.derpMap);
   }
 
   get settings(): MapSettings {
@@ -105,7 +109,7 @@ export class MapBuilder {
     const now = this.#tailnet.now();
     const head: MapResponse = {
       Node: this.selfNode(node),
-      DERPMap: this.#settings.derpMap,
+      DERPMap: node.capVersion < CAPVER_DERP_CERT_PIN ? this.#unpinnedDerpMap : this.#settings.derpMap,
       DNSConfig: this.#settings.dnsConfig,
       Domain: this.#settings.domain,
       CollectServices: false,

@@ -146,7 +146,7 @@ export async function selfSignedPin(certPath: string): Promise<string | undefine
 }
 
 /** The plain HTTP side of DERP on the main listener. */
-export function registerDerpRoutes(app: FastifyInstance, tailnet: Tailnet): void {
+export function registerDerpRoutes(app: FastifyInstance): void {
   for (const url of ['/derp/probe', '/derp/latency-check']) {
     app.route({
       method: ['GET', 'HEAD'],
@@ -165,14 +165,32 @@ export function registerDerpRoutes(app: FastifyInstance, tailnet: Tailnet): void
     }
     return reply.code(204).send();
   });
-  app.post('/verify', { bodyLimit: VERIFY_BODY_LIMIT }, (request, reply) => {
-    const body = request.body as { NodePublic?: unknown } | null;
-    const key = typeof body?.NodePublic === 'string' ? NodePublic.tryParse(body.NodePublic) : undefined;
-    if (key === undefined) {
-      return reply
-        .code(400)
-        .send({ error: 'the body must be {"NodePublic":"nodekey:<64 hex digits>","Source":"<ip>"}' });
-    }
-    return reply.send({ Allow: isAdmitted(tailnet, key) });
+}
+
+/**
+ * `POST /verify`: admission for an external `derper --verify-client-url`, served even without the embedded
+ * relay. derper posts JSON without a JSON content type, so this route reads its body whatever the type.
+ */
+export function registerVerifyRoute(app: FastifyInstance, tailnet: Tailnet): void {
+  const usage = 'the body must be {"NodePublic":"nodekey:<64 hex digits>","Source":"<ip>"}';
+  app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser(
+      '*',
+      { parseAs: 'string', bodyLimit: VERIFY_BODY_LIMIT },
+      (_request, body, done) => {
+        try {
+          done(null, JSON.parse(String(body)));
+        } catch {
+          done(null, undefined);
+        }
+      },
+    );
+    scope.post('/verify', (request, reply) => {
+      const body = request.body as { NodePublic?: unknown } | undefined;
+      const key = typeof body?.NodePublic === 'string' ? NodePublic.tryParse(body.NodePublic) : undefined;
+      if (key === undefined) return reply.code(400).send({ error: usage });
+      return reply.send({ Allow: isAdmitted(tailnet, key) });
+    });
   });
 }

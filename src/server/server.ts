@@ -34,7 +34,7 @@ import { Tailnet, type TailnetOptions } from '../state/tailnet.ts';
 import { ALLOW_ALL_PACKET_FILTER } from '../tailcfg/index.ts';
 import { openAdminSocket } from './admin-socket.ts';
 import { lockDataDir } from './data-dir-lock.ts';
-import { type EmbeddedDerp, registerDerpRoutes, startEmbeddedDerp } from './derp.ts';
+import { type EmbeddedDerp, registerDerpRoutes, registerVerifyRoute, startEmbeddedDerp } from './derp.ts';
 import { loadDerpMap } from './derp-map.ts';
 import { StartupError } from './errors.ts';
 import { databaseHealthCheck } from './health.ts';
@@ -181,7 +181,8 @@ async function assemble(
         .type('text/plain')
         .send(`${control.refuseWithoutUpgrade(request.ip)}\n`),
   });
-  if (derp !== undefined) registerDerpRoutes(app, tailnet);
+  if (derp !== undefined) registerDerpRoutes(app);
+  registerVerifyRoute(app, tailnet);
   await app.ready();
   teardown.add(() => app.close());
   // Upgraded control and DERP connections are not the HTTP server's to drain: close them first (teardown

@@ -43,6 +43,12 @@ export const CAPVER_NO_PEER_CHANGE_CAPABILITIES = 89;
 export const CAPVER_HOME_DERP = 111;
 /** Reads `AllowedIPs: null` as "same as Addresses". */
 export const CAPVER_NULL_ALLOWED_IPS = 112;
+/**
+ * Verifies a DERP node's certificate by `CertName: "sha256-raw:<hex>"` (a pinned self-signed certificate).
+ * No capability version marks it: v1.80 (113) reads the pin as a host name and fails, v1.82.0 (115) has
+ * it, as the derphttp sources of those releases show.
+ */
+export const CAPVER_DERP_CERT_PIN = 115;
 /** Understands `MapResponse.DisplayMessages`. */
 export const CAPVER_DISPLAY_MESSAGES = 117;
 /** Renews its node key seamlessly by default. */

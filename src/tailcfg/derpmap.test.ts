@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { DerpMapError, mergeDerpMaps, parseDerpMap } from './derpmap.ts';
+import { DerpMapError, isCertPin, mergeDerpMaps, parseDerpMap, withoutCertPins } from './derpmap.ts';
 import { ALLOW_ALL_PACKET_FILTER } from './filters.ts';
 import type { DERPMap } from './types.ts';
 
@@ -171,4 +171,30 @@ test('the allow-all filter is the documented one', () => {
     JSON.stringify(ALLOW_ALL_PACKET_FILTER),
     '[{"SrcIPs":["*"],"DstPorts":[{"IP":"*","Ports":{"First":0,"Last":65535}}]}]',
   );
+});
+
+describe('withoutCertPins', () => {
+  test('drops sha256-raw CertNames only, leaving every other field and the input alone', () => {
+    const map: DERPMap = {
+      Regions: {
+        '999': {
+          RegionID: 999,
+          RegionCode: 'weft',
+          RegionName: 'weft',
+          Nodes: [
+            { Name: '999a', RegionID: 999, HostName: '127.0.0.1', CertName: `sha256-raw:${'ab'.repeat(32)}` },
+            { Name: '999b', RegionID: 999, HostName: '127.0.0.2', CertName: 'derp.example.com' },
+          ],
+        },
+        '1': null,
+      },
+    };
+    const unpinned = withoutCertPins(map);
+    assert.deepEqual(unpinned.Regions['999']?.Nodes, [
+      { Name: '999a', RegionID: 999, HostName: '127.0.0.1' },
+      { Name: '999b', RegionID: 999, HostName: '127.0.0.2', CertName: 'derp.example.com' },
+    ]);
+    assert.equal(unpinned.Regions['1'], null);
+    assert.ok(isCertPin(map.Regions['999']?.Nodes[0]?.CertName));
+  });
 });

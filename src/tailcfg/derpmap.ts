@@ -157,3 +157,31 @@ export function mergeDerpMaps(maps: readonly DERPMap[]): DERPMap {
   for (const [key, region] of Object.entries(regions)) if (region === null) delete regions[key];
   return structuredClone(withoutUndefined({ HomeParams: homeParams, Regions: regions, omitDefaultRegions }));
 }
+
+/** Whether a CertName pins a certificate by hash instead of naming the expected host. */
+export function isCertPin(certName: string | undefined): boolean {
+  return certName?.startsWith('sha256-raw:') === true;
+}
+
+/**
+ * The map for clients that predate certificate pins: pinned nodes lose their CertName, so those clients
+ * verify the certificate against their trust store by HostName (as they must already do for an https
+ * control URL on the same listener) instead of failing on a "host name" they cannot match.
+ */
+export function withoutCertPins(map: DERPMap): DERPMap {
+  const regions: DERPMap['Regions'] = {};
+  for (const [id, region] of Object.entries(map.Regions)) {
+    regions[id] =
+      region === null
+        ? null
+        : {
+            ...region,
+            Nodes: region.Nodes.map((node) => {
+              if (!isCertPin(node.CertName)) return node;
+              const { CertName: _pin, ...rest } = node;
+              return rest;
+            }),
+          };
+  }
+  return { ...map, Regions: regions };
+}

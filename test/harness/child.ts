@@ -3,7 +3,9 @@
  * CLI): capturing a child's output as lines, waiting for a child to exit within a bound, running a
  * command to completion with a deadline, and finding a free loopback TCP port.
  */
+
 import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { createServer, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -228,6 +230,15 @@ export async function freeLoopbackPort(): Promise<number> {
   await once(server, 'close');
   if (address === null || typeof address === 'string') throw new Error('could not read the bound port');
   return address.port;
+}
+
+/** A UDP port on 127.0.0.1 that was free a moment ago (for a STUN listener that must keep its port). */
+export async function freeLoopbackUdpPort(): Promise<number> {
+  const socket = createSocket('udp4');
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  const { port } = socket.address();
+  await new Promise<void>((resolve) => socket.close(() => resolve()));
+  return port;
 }
 
 /** True when nothing accepts TCP connections on 127.0.0.1:`port` (the connection is refused). */

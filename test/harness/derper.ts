@@ -1,15 +1,22 @@
 /**
- * The official `derper` (built with the pinned tailscale binaries) as the DERP relay and STUN server
- * for control-plane interop tests, until weft embeds its own. It listens on 127.0.0.1 only, serves
+ * The official `derper` (built with the pinned tailscale binaries), for tests that check weft against
+ * the reference relay: its `--verify-client-url` admission through weft's /verify, and benchmarks. It listens on 127.0.0.1 only, serves
  * DERP over plain HTTP (clients need TS_DEBUG_USE_DERP_HTTP=1) and STUN on a UDP port of its own.
  */
 import { spawn } from 'node:child_process';
-import { createSocket } from 'node:dgram';
 import { rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freeLoopbackPort, OutputLog, removeTestDir, terminate, unrefChild, waitForLine } from './child.ts';
+import {
+  freeLoopbackPort,
+  freeLoopbackUdpPort,
+  OutputLog,
+  removeTestDir,
+  terminate,
+  unrefChild,
+  waitForLine,
+} from './child.ts';
 import { killQuietly, onProcessExit } from './exit-cleanup.ts';
 import { tailscaleBinaries } from './tailscale.ts';
 
@@ -25,19 +32,14 @@ export interface Derper {
   stop(): Promise<void>;
 }
 
-async function freeUdpPort(): Promise<number> {
-  const socket = createSocket('udp4');
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-  const { port } = socket.address();
-  await new Promise<void>((resolve) => socket.close(() => resolve()));
-  return port;
-}
-
-export async function startDerper(version: 'oldest' | 'newest' | string = 'newest'): Promise<Derper> {
+export async function startDerper(
+  version: 'oldest' | 'newest' | string = 'newest',
+  options: { args?: string[] } = {},
+): Promise<Derper> {
   const binaries = await tailscaleBinaries(version);
   const dir = await mkdtemp(join(tmpdir(), 'derper-'));
   const port = await freeLoopbackPort();
-  const stunPort = await freeUdpPort();
+  const stunPort = await freeLoopbackUdpPort();
   const derpMapPath = join(dir, 'derpmap.json');
   const derpMap = {
     Regions: {
@@ -69,6 +71,7 @@ export async function startDerper(version: 'oldest' | 'newest' | string = 'newes
     `-stun-port=${stunPort}`,
     `-c=${join(dir, 'derper.key')}`,
     '-hostname=127.0.0.1',
+    ...(options.args ?? []),
   ];
   const child = spawn(binaries.derper, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   const log = new OutputLog();
@@ -99,5 +102,12 @@ export async function startDerper(version: 'oldest' | 'newest' | string = 'newes
     await stop();
     throw err;
   }
-  return { port, stunPort, derpMapPath, clientEnv: { TS_DEBUG_USE_DERP_HTTP: '1' }, stop };
+  return {
+    port,
+    stunPort,
+    derpMapPath,
+    clientEnv: { TS_DEBUG_USE_DERP_HTTP: '1' },
+    output: () => log.text(),
+    stop,
+  };
 }

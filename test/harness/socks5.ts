@@ -61,3 +61,34 @@ export async function socks5Connect(
   }
   return socket;
 }
+
+/**
+ * Sends `payload` through the SOCKS5 proxy to an echo service at host:port and returns what came back
+ * (bounded by `timeoutMs`): proof that a TCP connection across the tailnet carries data both ways.
+ */
+export async function echoThroughSocks5(
+  proxy: string,
+  host: string,
+  port: number,
+  payload: string,
+  timeoutMs = 15_000,
+): Promise<string> {
+  const socket = await socks5Connect(proxy, host, port);
+  try {
+    const echoed = new Promise<string>((resolve, reject) => {
+      let text = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk: string) => {
+        text += chunk;
+        if (text.length >= payload.length) resolve(text);
+      });
+      socket.once('error', reject);
+      socket.resume();
+      setTimeout(() => reject(new Error(`echo incomplete: ${JSON.stringify(text)}`)), timeoutMs).unref();
+    });
+    socket.write(payload);
+    return await echoed;
+  } finally {
+    socket.destroy();
+  }
+}

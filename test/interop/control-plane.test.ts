@@ -2,21 +2,19 @@
  * The control plane judged by official clients: a tailnet of unmodified tailscaled daemons (the oldest
  * and the newest pinned release side by side) joins weft with pre-auth keys, sees each other, pings,
  * carries TCP, and follows every change weft makes — a node joining, a node deleted, a key expired, a
- * logout — plus restarts of weft and of a daemon. DERP and STUN come from the official derper until
- * weft embeds its own.
+ * logout — plus restarts of weft and of a daemon. DERP and STUN are weft's own embedded relay (plain
+ * HTTP on weft's port, so the clients run with TS_DEBUG_USE_DERP_HTTP=1).
  *
  * The steps share one tailnet and run in order; each asserts what an admin would check by hand. The
  * scenario runs twice with the releases swapped, so each release plays every role (the node that is
  * expired, the one restarted and logged out, the ephemeral one).
  */
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
-import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { freeLoopbackPort } from '../harness/child.ts';
-import { type Derper, startDerper } from '../harness/derper.ts';
-import { socks5Connect } from '../harness/socks5.ts';
+import { freeLoopbackPort, freeLoopbackUdpPort } from '../harness/child.ts';
+import { pingPeer } from '../harness/ping.ts';
+import { echoThroughSocks5 } from '../harness/socks5.ts';
 import {
   startTailscaled,
   type TailscaledProcess,
@@ -27,6 +25,8 @@ import { eventually } from '../harness/wait.ts';
 import { startWeft, type WeftServer } from '../harness/weft.ts';
 
 const BASE_DOMAIN = 'tailnet.test';
+/** weft's embedded relay speaks plain HTTP on loopback; official clients need this to use it. */
+const DERP_HTTP = { TS_DEBUG_USE_DERP_HTTP: '1' };
 /** How fast peers must learn about a change (the issue's promise). */
 const PROPAGATION_MS = 2_000;
 
@@ -44,23 +44,6 @@ function peers(status: TailscaleStatus): PeerStatus[] {
 
 function peerNamed(status: TailscaleStatus, hostname: string): PeerStatus | undefined {
   return peers(status).find((p) => p.HostName === hostname);
-}
-
-/**
- * `tailscale ping` until a pong (bounded). A peer shows in `status` as soon as its node arrives, but the
- * client's engine takes it only once the peer's disco key is known (its first map request, moments
- * after registering); a ping in between answers "unknown peer". Waiting for it is what an admin does.
- */
-async function pingPeer(from: TailscaledProcess, ip: string): Promise<string> {
-  return eventually(
-    `${from.name} pings ${ip}`,
-    async () => {
-      const ping = await from.cli(['ping', '--c', '5', '--timeout', '3s', ip], { timeoutMs: 30_000 });
-      if (ping.code === 0) return ping.stdout;
-      throw new Error(`${ping.stdout}${ping.stderr}`.trim());
-    },
-    { timeoutMs: 30_000 },
-  );
 }
 
 async function nodeJson(weft: WeftServer, name: string): Promise<Record<string, unknown>> {
@@ -84,10 +67,9 @@ for (const [first, second] of [
   ['newest', 'oldest'],
 ] as Array<[Release, Release]>)
   describe(`official clients on a weft tailnet (alpha ${first}, beta ${second})`, () => {
-    let derper: Derper;
     let weft: WeftServer;
     let port: number;
-    let configFile: string;
+    let stunPort: number;
     let echo: Server;
     let echoPort: number;
     const daemons: TailscaledProcess[] = [];
@@ -97,11 +79,13 @@ for (const [first, second] of [
     const weftEnv = () => ({
       WEFT_LISTEN_ADDR: `127.0.0.1:${port}`,
       WEFT_SERVER_URL: `http://127.0.0.1:${port}`,
+      // A fixed port, so the DERP map stays the same across the restart below.
+      WEFT_STUN_LISTEN_ADDR: `127.0.0.1:${stunPort}`,
       WEFT_DNS_BASE_DOMAIN: BASE_DOMAIN,
     });
 
     async function joinTailnet(name: string, version: Release, authKey: string): Promise<TailscaledProcess> {
-      const daemon = await startTailscaled({ version, name, socks5: true, env: derper.clientEnv });
+      const daemon = await startTailscaled({ version, name, socks5: true, env: DERP_HTTP });
       daemons.push(daemon);
       const up = await daemon.up({ loginServer: weft.url, authKey, hostname: name, timeoutMs: 45_000 });
       assert.equal(up.code, 0, `tailscale up (${name}) failed: ${up.stderr}\n${daemon.log().slice(-3000)}`);
@@ -110,11 +94,9 @@ for (const [first, second] of [
 
     before(async () => {
       await Promise.all([tailscaleBinaries('oldest'), tailscaleBinaries('newest')]);
-      derper = await startDerper('newest');
       port = await freeLoopbackPort();
-      configFile = join(dirname(derper.derpMapPath), 'weft.yaml');
-      await writeFile(configFile, `derp:\n  paths: [${JSON.stringify(derper.derpMapPath)}]\n`);
-      weft = await startWeft({ env: weftEnv(), args: ['--config', configFile] });
+      stunPort = await freeLoopbackUdpPort();
+      weft = await startWeft({ env: weftEnv() });
       const user = await weft.cli(['users', 'create', 'alice', '--email', 'alice@example.com']);
       assert.equal(user.code, 0, user.stderr);
       echo = createServer((socket) => socket.pipe(socket));
@@ -125,7 +107,6 @@ for (const [first, second] of [
     after(async () => {
       await Promise.all(daemons.map((d) => d.stop()));
       await weft?.stop();
-      await derper?.stop();
       echo?.close();
     });
 
@@ -169,22 +150,8 @@ for (const [first, second] of [
       assert.ok(beta.socks5Address);
       // beta's SOCKS5 proxy dials alpha's tailnet address; alpha's userspace stack hands the connection
       // to the echo service on its host's loopback.
-      const socket = await socks5Connect(beta.socks5Address, '100.64.0.1', echoPort);
       const payload = `hello through weft ${Date.now()}`;
-      const echoed = new Promise<string>((resolve, reject) => {
-        let text = '';
-        socket.setEncoding('utf8');
-        socket.on('data', (chunk: string) => {
-          text += chunk;
-          if (text.length >= payload.length) resolve(text);
-        });
-        socket.once('error', reject);
-        socket.resume();
-        setTimeout(() => reject(new Error(`echo incomplete: ${JSON.stringify(text)}`)), 15_000).unref();
-      });
-      socket.write(payload);
-      assert.equal(await echoed, payload);
-      socket.destroy();
+      assert.equal(await echoThroughSocks5(beta.socks5Address, '100.64.0.1', echoPort, payload), payload);
     });
 
     test('a third node (ephemeral key) appears at both peers within 2 s; deleting it removes it within 2 s', async () => {
@@ -223,7 +190,7 @@ for (const [first, second] of [
       );
       const lingered = weft.logEntries().some((e) => /still open after the stop/.test(String(e.msg)));
       assert.ok(!lingered, `weft had to force its exit after the stop:\n${weft.output().slice(-2000)}`);
-      weft = await startWeft({ env: weftEnv(), dataDir: weft.dataDir, args: ['--config', configFile] });
+      weft = await startWeft({ env: weftEnv(), dataDir: weft.dataDir });
       await eventually(
         'both clients online again at weft',
         async () => {
