@@ -107,7 +107,6 @@ export async function startDerper(
     stunPort,
     derpMapPath,
     clientEnv: { TS_DEBUG_USE_DERP_HTTP: '1' },
-    output: () => log.text(),
     stop,
   };
 }

@@ -13,6 +13,10 @@
  *   - proxy variables are removed from the environment, so a developer's HTTP(S)_PROXY can't route
  *     the control connection off the machine.
  * HOME points into the temp folder too, so nothing lands in the real home directory.
+ *
+ * With `netns` the daemon and every CLI call run inside that network namespace (`ip netns exec`, root
+ * only), as a device of a lab network; the CLI must run there too, since some commands (netcheck) do
+ * their own networking.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, existsSync, rmSync } from 'node:fs';
@@ -96,6 +100,12 @@ export interface StartTailscaledOptions {
   socks5?: boolean;
   /** Extra environment for the daemon and its CLI calls (e.g. TS_DEBUG_MAP: '1'); wins over the defaults. */
   env?: Record<string, string>;
+  /**
+   * Run the daemon and its CLI calls inside this network namespace. Alone there, the daemon takes
+   * Tailscale's standard UDP port 41641 like a real device (instead of a random one), and the SOCKS5
+   * proxy's 127.0.0.1 is the namespace's own loopback.
+   */
+  netns?: string;
 }
 
 const BUILD_SCRIPT = fileURLToPath(new URL('../../scripts/tailscale-bin.sh', import.meta.url));
@@ -104,6 +114,7 @@ const READY_TIMEOUT_MS = 30_000;
 const CLI_TIMEOUT_MS = 30_000;
 const UP_TIMEOUT_MS = 60_000;
 const STOP_GRACE_MS = 10_000;
+const TAILSCALE_STANDARD_PORT = 41641;
 const PROXY_VARIABLES = ['HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'NO_PROXY'].flatMap((name) => [
   name,
   name.toLowerCase(),
@@ -163,7 +174,7 @@ export async function startTailscaled(opts: StartTailscaledOptions): Promise<Tai
     '--tun=userspace-networking',
     `--statedir=${dir}`,
     `--socket=${socket}`,
-    '--port=0',
+    `--port=${opts.netns === undefined ? 0 : TAILSCALE_STANDARD_PORT}`,
     '--no-logs-no-support',
     '--verbose=1',
     ...(opts.socks5 ? ['--socks5-server=127.0.0.1:0'] : []),
@@ -174,7 +185,9 @@ export async function startTailscaled(opts: StartTailscaledOptions): Promise<Tai
     if (!logFile.writableEnded) logFile.write(`${line}\n`); // output can trail the exit
   });
   // Restarts replace the child; everything below reads the current one.
-  let child = spawnDaemon(binaries.tailscaled, args, dir, env, log);
+  const spawnInNamespace = () =>
+    spawnDaemon(...inNamespace(opts.netns, binaries.tailscaled, args), dir, env, log);
+  let child = spawnInNamespace();
   const unregisterKill = onProcessExit(() => {
     killQuietly(child.pid, 'SIGKILL');
     removeTestDir(dir, () => rmSync(dir, { recursive: true, force: true }));
@@ -192,7 +205,7 @@ export async function startTailscaled(opts: StartTailscaledOptions): Promise<Tai
   };
 
   const cli = (cliArgs: string[], cliOpts: { timeoutMs?: number } = {}) =>
-    runCommand(binaries.tailscale, [`--socket=${socket}`, ...cliArgs], {
+    runCommand(...inNamespace(opts.netns, binaries.tailscale, [`--socket=${socket}`, ...cliArgs]), {
       env,
       timeoutMs: cliOpts.timeoutMs ?? CLI_TIMEOUT_MS,
     });
@@ -227,11 +240,16 @@ export async function startTailscaled(opts: StartTailscaledOptions): Promise<Tai
     async restart() {
       await terminate(child, 'SIGTERM', STOP_GRACE_MS);
       log.append('[harness] restarting tailscaled with the same state\n');
-      child = spawnDaemon(binaries.tailscaled, args, dir, env, log);
+      child = spawnInNamespace();
       await ready();
     },
     stop,
   };
+}
+
+/** `command args` as run inside `netns` (ip execs the command, so the child's pid stays the command's). */
+function inNamespace(netns: string | undefined, command: string, args: string[]): [string, string[]] {
+  return netns === undefined ? [command, args] : ['ip', ['netns', 'exec', netns, command, ...args]];
 }
 
 function spawnDaemon(

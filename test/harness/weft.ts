@@ -2,7 +2,9 @@
  * Runs the real `bin/weft serve` as a child process for black-box tests: the same entry point, wrapper
  * and Node an admin uses. The server listens on 127.0.0.1 with an ephemeral port; the harness learns
  * the port from the "weft is serving" log line. `cli()` runs `bin/weft` against that server through
- * its admin socket, the way an admin on the same host would.
+ * its admin socket, the way an admin on the same host would. With `netns` the server (and every `cli()`
+ * call) runs inside that network namespace under `ip netns exec`; the admin socket is a file, so it is
+ * reachable from anywhere.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -58,6 +60,13 @@ export interface StartWeftOptions {
   args?: string[];
   /** Reuse a data dir (e.g. a restart); a fresh temp dir otherwise. */
   dataDir?: string;
+  /** Run the server and its CLI calls inside this network namespace (`ip netns exec`; needs root). */
+  netns?: string;
+}
+
+/** `command args` as run inside `netns` (ip execs the command, so the child's pid stays the command's). */
+function inNamespace(netns: string | undefined, command: string, args: string[]): [string, string[]] {
+  return netns === undefined ? [command, args] : ['ip', ['netns', 'exec', netns, command, ...args]];
 }
 
 /** The parent's environment without any WEFT_* variable, so a developer's shell cannot leak into tests. */
@@ -82,12 +91,15 @@ export async function startWeft(options: StartWeftOptions = {}): Promise<WeftSer
   const env = cleanEnv({
     WEFT_LISTEN_ADDR: '127.0.0.1:0',
     WEFT_METRICS_LISTEN_ADDR: '127.0.0.1:0',
+    // Tests run side by side: never the fixed default STUN port.
+    WEFT_STUN_LISTEN_ADDR: '127.0.0.1:0',
     WEFT_DATA_DIR: dataDir,
     WEFT_LOG_FORMAT: 'json',
     WEFT_LOG_LEVEL: 'debug',
     ...options.env,
   });
-  const child: ChildProcess = spawn(WEFT_BIN, ['serve', ...(options.args ?? [])], {
+  const [command, args] = inNamespace(options.netns, WEFT_BIN, ['serve', ...(options.args ?? [])]);
+  const child: ChildProcess = spawn(command, args, {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -125,8 +137,8 @@ export async function startWeft(options: StartWeftOptions = {}): Promise<WeftSer
     socketPath: String(serving.socket),
     metricsAddress: typeof serving.metrics === 'string' ? serving.metrics : null,
     env,
-    cli: (args, cliOptions = {}) =>
-      runCommand(WEFT_BIN, args, {
+    cli: (cliArgs, cliOptions = {}) =>
+      runCommand(...inNamespace(options.netns, WEFT_BIN, cliArgs), {
         env: { ...env, ...cliOptions.env },
         timeoutMs: cliOptions.timeoutMs ?? CLI_TIMEOUT_MS,
       }),
