@@ -251,6 +251,9 @@ export class DerpServer {
     };
     stream.on('data', onData);
     stream.on('error', () => stream.destroy());
+    // The HTTP server's sockets allow half-open connections: a client's FIN only ends the readable side,
+    // and without this the connection (and the client's registration) would outlive the client.
+    stream.on('end', () => stream.destroy());
     stream.on('close', () => {
       clearTimeout(timer);
       this.#handshaking.delete(stream);
