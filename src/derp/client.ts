@@ -286,15 +286,16 @@ function handshake(
     );
     const onEarlyClose = () =>
       fail(new DerpError('refused', 'the server closed the connection during the handshake'));
-    stream.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer) => {
       try {
         reader.push(chunk);
       } catch (err) {
         fail(err as Error);
       }
-    });
+    };
+    stream.on('data', onData);
     stream.on('error', () => stream.destroy());
     stream.on('close', onEarlyClose);
-    if (head.length > 0) reader.push(head);
+    if (head.length > 0) onData(head);
   });
 }

@@ -88,8 +88,8 @@ export interface ConnIdentity {
 }
 
 export interface ConnEvents {
-  /** The connection is gone (closed by either side); called once. */
-  onClose(conn: ClientConn, reason: string): void;
+  /** The connection is gone (closed by either side); called once. `failed`: a write timeout or overflow. */
+  onClose(conn: ClientConn, reason: string, failed: boolean): void;
   /** A queue was full and its oldest frame was dropped. */
   onQueueDrop(conn: ClientConn): void;
 }
@@ -148,7 +148,7 @@ export class ClientConn {
   sendControl(frame: Buffer): void {
     if (this.#closed) return;
     if (this.#control.length >= MAX_CONTROL_FRAMES) {
-      this.close('control queue overflow: the client does not read');
+      this.close('control queue overflow: the client does not read', true);
       return;
     }
     this.#control.push(frame);
@@ -162,13 +162,14 @@ export class ClientConn {
     this.#schedule();
   }
 
-  close(reason: string): void {
+  /** Closes the connection; `failed` when it is closed for the client's fault (counted by the server). */
+  close(reason: string, failed = false): void {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#writeTimer);
     clearTimeout(this.#keepAliveTimer);
     this.#stream.destroy();
-    this.#events.onClose(this, reason);
+    this.#events.onClose(this, reason, failed);
   }
 
   #armKeepAlive(): void {
@@ -214,7 +215,7 @@ export class ClientConn {
   #waitForDrain(): void {
     this.#blocked = true;
     this.#writeTimer = setTimeout(
-      () => this.close(`write timeout: nothing drained for ${this.#timings.writeTimeoutMs} ms`),
+      () => this.close(`write timeout: nothing drained for ${this.#timings.writeTimeoutMs} ms`, true),
       this.#timings.writeTimeoutMs,
     );
     this.#stream.once('drain', () => {

@@ -69,11 +69,24 @@ export function openClientInfo(payload: Buffer, serverKey: PrivateKey<'nodekey'>
     throw new DerpError('bad-length', `ClientInfo of ${payload.length} bytes is too short`);
   }
   const rawKey = Buffer.from(payload.subarray(0, KEY_LENGTH));
-  const opened = boxOpen(payload.subarray(KEY_LENGTH), rawKey, serverKey);
+  const opened = tryBoxOpen(payload.subarray(KEY_LENGTH), rawKey, serverKey);
   if (opened === undefined) {
     throw new DerpError('bad-info', 'ClientInfo does not open with the claimed client key');
   }
   return { key: NodePublic.fromRaw(rawKey), rawKey, info: parseClientInfoJson(opened.toString('utf8')) };
+}
+
+/** boxOpen, except that a low-order peer key (OpenSSL refuses the all-zero X25519 result) just fails to open. */
+function tryBoxOpen(
+  sealed: Uint8Array,
+  peerPublic: Uint8Array,
+  myPrivate: PrivateKey<'nodekey'>,
+): Buffer | undefined {
+  try {
+    return boxOpen(sealed, peerPublic, myPrivate);
+  } catch {
+    return undefined;
+  }
 }
 
 export function serverInfoFrame(clientRawKey: Uint8Array, serverKey: PrivateKey<'nodekey'>): Buffer {
@@ -120,7 +133,7 @@ export function openServerInfo(
   serverRawKey: Uint8Array,
   clientKey: PrivateKey<'nodekey'>,
 ): Record<string, unknown> {
-  const opened = boxOpen(payload, serverRawKey, clientKey);
+  const opened = tryBoxOpen(payload, serverRawKey, clientKey);
   if (opened === undefined) throw new DerpError('bad-info', 'ServerInfo does not open with the server key');
   try {
     return JSON.parse(opened.toString('utf8')) as Record<string, unknown>;

@@ -150,7 +150,10 @@ export class DerpServer {
   readonly #states = new Map<ClientConn, ConnState>();
   readonly #watchers = new Set<ClientConn>();
   readonly #forwarders = new Map<string, MeshForwarder[]>();
-  /** Keys of remote (forwarded) senders → local keys they sent to, told when the sender leaves the region. */
+  /**
+   * Keys with no connection here (forwarded senders, or local ones still connected to another server of the
+   * region) → local keys they sent to, told when the sender leaves the region.
+   */
   readonly #forwardedSentTo = new Map<string, Set<string>>();
   readonly #handshaking = new Set<Duplex>();
   #serial = 0;
@@ -199,8 +202,7 @@ export class DerpServer {
       clearTimeout(timer);
       this.#handshaking.delete(stream);
       if (conn !== undefined) {
-        this.#stats.closedForError += 1;
-        conn.close(err.message);
+        conn.close(err.message, true);
         return;
       }
       this.#options.log?.debug(
@@ -225,7 +227,11 @@ export class DerpServer {
           (admitted) => {
             clearTimeout(timer);
             this.#handshaking.delete(stream);
-            if (admitted === undefined || stream.destroyed) return void stream.destroy();
+            if (admitted === undefined || stream.destroyed) {
+              admitted?.close('closed during admission');
+              stream.destroy();
+              return;
+            }
             conn = admitted;
             try {
               reader.resume();
@@ -272,6 +278,7 @@ export class DerpServer {
     );
     const mesh = this.#isMeshKey(info.meshKey);
     if (info.meshKey !== undefined && !mesh) {
+      this.#stats.refused += 1;
       throw new DerpError('refused', `${key} presented a wrong mesh key`);
     }
     if (!mesh && this.#options.admit !== undefined) {
@@ -300,7 +307,10 @@ export class DerpServer {
     };
     const timings = mesh ? { ...this.#timings, writeTimeoutMs: MESH_WRITE_TIMEOUT_MS } : this.#timings;
     const conn = new ClientConn(stream, identity, ++this.#serial, timings, {
-      onClose: (closed, reason) => this.#unregister(closed, reason),
+      onClose: (closed, reason, failed) => {
+        if (failed) this.#stats.closedForError += 1;
+        this.#unregister(closed, reason);
+      },
       onQueueDrop: () => {
         this.#stats.dropQueueFull += 1;
       },
@@ -357,7 +367,16 @@ export class DerpServer {
     this.#clients.delete(id);
     const gone = peerGoneFrame(conn.identity.rawKey, PeerGoneReason.Disconnected);
     for (const watcher of this.#watchers) watcher.sendControl(gone);
-    if (!this.#forwarders.has(id)) this.#tellReceiversGone(conn.identity.rawKey, set.sentTo);
+    // Everyone who received from this key, here or through the mesh, is told once it has left the region.
+    const receivers = this.#forwardedSentTo.get(id) ?? new Set<string>();
+    for (const receiver of set.sentTo) receivers.add(receiver);
+    if (this.#forwarders.has(id)) {
+      // Still on another server of the region: told when its last forwarder goes.
+      if (receivers.size > 0) this.#forwardedSentTo.set(id, receivers);
+      return;
+    }
+    this.#forwardedSentTo.delete(id);
+    this.#tellReceiversGone(conn.identity.rawKey, receivers);
   }
 
   /** With one connection left it is active; with several, the latest sender, or none until one sends. */
