@@ -5,7 +5,8 @@ import fc from 'fast-check';
 import nacl from 'tweetnacl';
 import { boxSeal } from '../crypto/nacl-box.ts';
 import { NodePublic, PrivateKey } from '../types/keys.ts';
-import { DerpError, type DerpErrorCode } from './errors.ts';
+import { expectCodedError } from '../util/testing.ts';
+import { DerpError } from './errors.ts';
 import {
   clientInfoFrame,
   openClientInfo,
@@ -19,16 +20,6 @@ import { FrameType, MAGIC, serverKeyFrame } from './wire.ts';
 const server = PrivateKey.generate(NodePublic);
 const client = PrivateKey.generate(NodePublic);
 const raw = (key: PrivateKey<'nodekey'>) => NodePublic.toRaw(key.publicKey);
-
-function expectDerpError(code: DerpErrorCode, fn: () => unknown): DerpError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof DerpError && err.code === code) return err;
-    throw new Error(`expected DerpError ${code}, got ${String(err)}`);
-  }
-  throw new Error(`expected DerpError ${code}, nothing was thrown`);
-}
 
 /** A ClientInfo payload claiming `claimed`'s key, with `json` sealed by `sealer` to the server. */
 function clientInfoPayload(json: string, sealer = client, claimed = sealer): Buffer {
@@ -80,12 +71,12 @@ describe('ClientInfo', () => {
 
   test('a ClientInfo sealed by a different key than the one it claims is refused', () => {
     const impostor = PrivateKey.generate(NodePublic);
-    expectDerpError('bad-info', () =>
+    expectCodedError(DerpError, 'bad-info', () =>
       openClientInfo(clientInfoPayload('{"version":2}', impostor, client), server),
     );
     // Sealed to another server.
     const other = PrivateKey.generate(NodePublic);
-    expectDerpError('bad-info', () =>
+    expectCodedError(DerpError, 'bad-info', () =>
       openClientInfo(clientInfoFrame(raw(other), client).subarray(5), server),
     );
   });
@@ -96,17 +87,17 @@ describe('ClientInfo', () => {
       fc.property(fc.integer({ min: 32 * 8, max: payload.length * 8 - 1 }), (bit) => {
         const tampered = Buffer.from(payload);
         tampered[bit >> 3] = (tampered[bit >> 3] ?? 0) ^ (1 << (bit & 7));
-        expectDerpError('bad-info', () => openClientInfo(tampered, server));
+        expectCodedError(DerpError, 'bad-info', () => openClientInfo(tampered, server));
       }),
       { numRuns: 50 },
     );
   });
 
   test('too short to hold key, nonce and tag: bad-length', () => {
-    expectDerpError('bad-length', () => openClientInfo(Buffer.alloc(0), server));
-    expectDerpError('bad-length', () => openClientInfo(Buffer.alloc(32 + 24 + 15), server));
+    expectCodedError(DerpError, 'bad-length', () => openClientInfo(Buffer.alloc(0), server));
+    expectCodedError(DerpError, 'bad-length', () => openClientInfo(Buffer.alloc(32 + 24 + 15), server));
     // 72 bytes holds an empty box; it just does not open.
-    expectDerpError('bad-info', () =>
+    expectCodedError(DerpError, 'bad-info', () =>
       openClientInfo(Buffer.concat([raw(client), Buffer.alloc(24 + 16)]), server),
     );
   });
@@ -117,10 +108,10 @@ describe('ClientInfo', () => {
       Buffer.from('0100000000000000000000000000000000000000000000000000000000000000', 'hex'),
       Buffer.from('e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800', 'hex'),
     ]) {
-      expectDerpError('bad-info', () =>
+      expectCodedError(DerpError, 'bad-info', () =>
         openClientInfo(Buffer.concat([lowOrder, Buffer.alloc(24 + 40)]), server),
       );
-      expectDerpError('bad-info', () => openServerInfo(Buffer.alloc(24 + 40), lowOrder, client));
+      expectCodedError(DerpError, 'bad-info', () => openServerInfo(Buffer.alloc(24 + 40), lowOrder, client));
     }
   });
 
@@ -162,8 +153,8 @@ describe('ClientInfo', () => {
       '{"version":2',
       '{version:2}',
     ]) {
-      expectDerpError('bad-info', () => parseClientInfoJson(json));
-      expectDerpError('bad-info', () => openClientInfo(clientInfoPayload(json), server));
+      expectCodedError(DerpError, 'bad-info', () => parseClientInfoJson(json));
+      expectCodedError(DerpError, 'bad-info', () => openClientInfo(clientInfoPayload(json), server));
     }
   });
 
@@ -194,10 +185,10 @@ describe('ServerKey', () => {
     for (let i = 0; i < MAGIC.length; i += 1) {
       const wrong = Buffer.from(payload);
       wrong[i] = (wrong[i] ?? 0) ^ 0x20;
-      expectDerpError('bad-magic', () => parseServerKey(wrong));
+      expectCodedError(DerpError, 'bad-magic', () => parseServerKey(wrong));
     }
-    expectDerpError('bad-length', () => parseServerKey(payload.subarray(0, 39)));
-    expectDerpError('bad-length', () => parseServerKey(Buffer.alloc(0)));
+    expectCodedError(DerpError, 'bad-length', () => parseServerKey(payload.subarray(0, 39)));
+    expectCodedError(DerpError, 'bad-length', () => parseServerKey(Buffer.alloc(0)));
   });
 });
 
@@ -216,16 +207,16 @@ describe('ServerInfo', () => {
   test('from another server, for another client, or tampered: bad-info', () => {
     const frame = serverInfoFrame(raw(client), server);
     const other = PrivateKey.generate(NodePublic);
-    expectDerpError('bad-info', () => openServerInfo(frame.subarray(5), raw(other), client));
-    expectDerpError('bad-info', () => openServerInfo(frame.subarray(5), raw(server), other));
+    expectCodedError(DerpError, 'bad-info', () => openServerInfo(frame.subarray(5), raw(other), client));
+    expectCodedError(DerpError, 'bad-info', () => openServerInfo(frame.subarray(5), raw(server), other));
     const tampered = Buffer.from(frame.subarray(5));
     tampered[30] = (tampered[30] ?? 0) ^ 1;
-    expectDerpError('bad-info', () => openServerInfo(tampered, raw(server), client));
-    expectDerpError('bad-info', () => openServerInfo(Buffer.alloc(10), raw(server), client));
+    expectCodedError(DerpError, 'bad-info', () => openServerInfo(tampered, raw(server), client));
+    expectCodedError(DerpError, 'bad-info', () => openServerInfo(Buffer.alloc(10), raw(server), client));
   });
 
   test('a box that opens but holds no JSON is bad-info', () => {
     const sealed = boxSeal(Buffer.from('not json'), raw(client), server);
-    expectDerpError('bad-info', () => openServerInfo(sealed, raw(server), client));
+    expectCodedError(DerpError, 'bad-info', () => openServerInfo(sealed, raw(server), client));
   });
 });

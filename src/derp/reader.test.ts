@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
+import { cutAt, expectCodedError } from '../util/testing.ts';
 import { DerpError } from './errors.ts';
 import { FrameReader } from './reader.ts';
 
@@ -30,19 +31,6 @@ function header(type: number, length: number): Buffer {
   return out;
 }
 
-/** Cuts `data` at the given fractional positions. */
-function cut(data: Buffer, points: number[]): Buffer[] {
-  const offsets = [...new Set(points.map((p) => Math.floor(p * data.length)))].sort((a, b) => a - b);
-  const pieces: Buffer[] = [];
-  let start = 0;
-  for (const offset of offsets) {
-    pieces.push(data.subarray(start, offset));
-    start = offset;
-  }
-  pieces.push(data.subarray(start));
-  return pieces;
-}
-
 function bytes(data: Buffer): Buffer[] {
   return Array.from({ length: data.length }, (_, i) => data.subarray(i, i + 1));
 }
@@ -57,16 +45,6 @@ function recorder(limitsFn = limits) {
     f.fill(0xee);
   });
   return { reader, out };
-}
-
-function expectDerpError(code: string, fn: () => unknown): DerpError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof DerpError && err.code === code) return err;
-    throw new Error(`expected DerpError ${code}, got ${String(err)}`);
-  }
-  throw new Error(`expected DerpError ${code}, nothing was thrown`);
 }
 
 const frameArb = fc.record({
@@ -93,7 +71,7 @@ type Split = { kind: 'points'; points: number[] } | { kind: 'bytes' | 'whole' | 
 function split(wire: Buffer, frames: Buffer[], how: Split): Buffer[] {
   switch (how.kind) {
     case 'points':
-      return cut(wire, how.points);
+      return cutAt(wire, how.points);
     case 'bytes':
       return bytes(wire);
     case 'per-frame':
@@ -132,7 +110,7 @@ describe('FrameReader', () => {
           const wire = Buffer.concat(encoded);
           const length = Math.floor(at * wire.length);
           const { reader, out } = recorder();
-          for (const piece of cut(wire.subarray(0, length), points)) reader.push(piece);
+          for (const piece of cutAt(wire.subarray(0, length), points)) reader.push(piece);
           // The frames that end at or before the cut.
           const expected: RawFrame[] = [];
           let end = 0;
@@ -177,7 +155,7 @@ describe('FrameReader', () => {
     const reader = new FrameReader(byType, (_type, f) => seen.push(f.length));
     reader.push(frame(0x04, new Uint8Array(100)));
     assert.deepEqual(seen, [105]);
-    expectDerpError('oversize', () => reader.push(header(0x04, 101)));
+    expectCodedError(DerpError, 'oversize', () => reader.push(header(0x04, 101)));
   });
 
   test('an oversize length throws on its 5-byte header, before any payload arrives', () => {
@@ -185,7 +163,7 @@ describe('FrameReader', () => {
     const reader = new FrameReader(limits, () => {
       calls += 1;
     });
-    const err = expectDerpError('oversize', () => reader.push(header(0x04, 100 * 1024 * 1024)));
+    const err = expectCodedError(DerpError, 'oversize', () => reader.push(header(0x04, 100 * 1024 * 1024)));
     assert.match(err.message, /0x04/);
     assert.equal(calls, 0);
     assert.equal(reader.heldBytes, 0);
@@ -196,13 +174,13 @@ describe('FrameReader', () => {
     });
     const bigHeader = header(0x02, 0xffff_ffff);
     for (let i = 0; i < 4; i += 1) slow.push(bigHeader.subarray(i, i + 1));
-    expectDerpError('oversize', () => slow.push(bigHeader.subarray(4, 5)));
+    expectCodedError(DerpError, 'oversize', () => slow.push(bigHeader.subarray(4, 5)));
 
     // Header that follows a complete frame in the same chunk.
     const third = new FrameReader(limits, () => {
       calls += 1;
     });
-    expectDerpError('oversize', () =>
+    expectCodedError(DerpError, 'oversize', () =>
       third.push(Buffer.concat([frame(0x12, new Uint8Array(8)), header(0x04, LIMIT + 1)])),
     );
     assert.equal(calls, 1);
@@ -294,7 +272,7 @@ describe('FrameReader', () => {
           const wire = Buffer.concat(frames.map((f) => frame(f.type, f.payload)));
           const { reader, out } = recorder();
           let i = 0;
-          for (const piece of cut(wire, points)) {
+          for (const piece of cutAt(wire, points)) {
             if (toggles[i++ % toggles.length]) reader.pause();
             else reader.resume();
             reader.push(piece);
@@ -348,6 +326,6 @@ describe('FrameReader', () => {
       (type) => (type === 0x02 ? 1000 : 0),
       () => {},
     );
-    expectDerpError('oversize', () => strict.push(frame(0x04, new Uint8Array(40))));
+    expectCodedError(DerpError, 'oversize', () => strict.push(frame(0x04, new Uint8Array(40))));
   });
 });

@@ -20,6 +20,7 @@
 
 import { timingSafeEqual } from 'node:crypto';
 import type { Duplex } from 'node:stream';
+import type { DerpCounters } from '../observe/metrics.ts';
 import type { NodePublic, PrivateKey } from '../types/keys.ts';
 import { NodePublic as NodeKey } from '../types/keys.ts';
 import {
@@ -83,20 +84,8 @@ export interface AcceptOptions {
   head?: Buffer;
 }
 
-export interface DerpStats {
-  connections: number;
-  keys: number;
-  accepted: number;
-  refused: number;
-  packetsRelayed: number;
-  bytesRelayed: number;
-  packetsForwarded: number;
-  dropUnknownDestination: number;
-  dropDuplicateClient: number;
-  dropQueueFull: number;
-  /** Connections closed for a protocol violation, a timeout or a write that did not drain. */
-  closedForError: number;
-}
+/** Connection gauges and packet counters, as the metrics endpoint reports them. */
+export type DerpStats = DerpCounters;
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 /** PeerGone(NotHere) replies: one per second per connection, burst 3 (derper's limiter). */

@@ -1,23 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
+import { cutAt } from '../util/testing.ts';
 import { MAX_PLAINTEXT_SIZE, MAX_RECORD_SIZE, RecordReader, RecordSealer } from './records.ts';
 import { expectNoiseError } from './testing.ts';
 
 const key = Buffer.alloc(32, 0x42);
-
-/** Cuts `data` at the given fractional positions. */
-function cut(data: Buffer, points: number[]): Buffer[] {
-  const offsets = [...new Set(points.map((p) => Math.floor(p * data.length)))].sort((a, b) => a - b);
-  const pieces: Buffer[] = [];
-  let start = 0;
-  for (const offset of offsets) {
-    pieces.push(data.subarray(start, offset));
-    start = offset;
-  }
-  pieces.push(data.subarray(start));
-  return pieces;
-}
 
 describe('transport records', () => {
   test('4077 plaintext bytes make a 4096-byte record; 4078 are refused', () => {
@@ -55,7 +43,7 @@ describe('transport records', () => {
           const wire = Buffer.concat(writes.map((w) => sealer.sealAll(w)));
           const reader = new RecordReader(key);
           const out: Buffer[] = [];
-          for (const piece of cut(wire, points)) out.push(...reader.push(piece));
+          for (const piece of cutAt(wire, points)) out.push(...reader.push(piece));
           assert.deepEqual(Buffer.concat(out), Buffer.concat(writes));
           assert.ok(out.every((p) => p.length > 0));
           assert.equal(reader.buffered, 0);

@@ -1,15 +1,10 @@
 /** Helpers shared by the noise tests (not used by production code). */
+import { expectCodedError } from '../util/testing.ts';
 import { NoiseError, type NoiseErrorCode } from './errors.ts';
 
 /** Runs `fn`, asserting it throws a NoiseError with `code`; returns the error for further checks. */
 export function expectNoiseError(code: NoiseErrorCode, fn: () => unknown): NoiseError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof NoiseError && err.code === code) return err;
-    throw new Error(`expected NoiseError ${code}, got ${String(err)}`);
-  }
-  throw new Error(`expected NoiseError ${code}, nothing was thrown`);
+  return expectCodedError(NoiseError, code, fn);
 }
 
 /** Bytes `start`, `start + 1`, … (32 of them): the private keys of the known-answer vectors. */

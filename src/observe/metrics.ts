@@ -20,8 +20,10 @@ export interface Metrics {
   observeDerp(read: () => DerpCounters): void;
 }
 
+/** The embedded DERP relay's tallies (its `stats`). */
 export interface DerpCounters {
   connections: number;
+  /** Distinct node keys connected. */
   keys: number;
   accepted: number;
   refused: number;
@@ -31,6 +33,7 @@ export interface DerpCounters {
   dropUnknownDestination: number;
   dropDuplicateClient: number;
   dropQueueFull: number;
+  /** Connections closed for a protocol violation, a timeout or a write that did not drain. */
   closedForError: number;
 }
 
