@@ -62,81 +62,74 @@ export function createMetrics(): Metrics {
       registers: [registry],
     }),
     observeTailnet(read) {
-      const gauge = (name: string, help: string, pick: (v: ReturnType<typeof read>) => number) =>
-        new Gauge({
-          name,
-          help,
-          registers: [registry],
-          collect() {
-            this.set(pick(read()));
-          },
-        });
-      gauge('weft_nodes', 'Nodes registered in the tailnet', (v) => v.nodes);
-      gauge('weft_nodes_online', 'Nodes with an open map stream', (v) => v.online);
-      gauge('weft_map_streams', 'Open streaming map sessions', (v) => v.streams);
+      liveGauge(registry, read, 'weft_nodes', 'Nodes registered in the tailnet', (v) => v.nodes);
+      liveGauge(registry, read, 'weft_nodes_online', 'Nodes with an open map stream', (v) => v.online);
+      liveGauge(registry, read, 'weft_map_streams', 'Open streaming map sessions', (v) => v.streams);
     },
     observeDerp(read) {
-      // Counters read from the relay's own tallies: the hot path only bumps plain numbers.
-      const reading = (
-        name: string,
-        help: string,
-        type: 'gauge' | 'counter',
-        pick: (v: DerpCounters) => number,
-      ) =>
-        new Gauge({
-          name: type === 'counter' ? `${name}_total` : name,
-          help,
-          registers: [registry],
-          collect() {
-            this.set(pick(read()));
-          },
-        });
-      reading('weft_derp_connections', 'Open DERP client connections', 'gauge', (v) => v.connections);
-      reading('weft_derp_clients', 'Distinct node keys connected to DERP', 'gauge', (v) => v.keys);
-      reading('weft_derp_accepted', 'DERP connections admitted', 'counter', (v) => v.accepted);
-      reading('weft_derp_refused', 'DERP connections refused by admission', 'counter', (v) => v.refused);
-      reading(
-        'weft_derp_packets_relayed',
-        'Packets relayed to a local client',
-        'counter',
-        (v) => v.packetsRelayed,
-      );
-      reading(
-        'weft_derp_bytes_relayed',
-        'Packet bytes relayed to local clients',
-        'counter',
-        (v) => v.bytesRelayed,
-      );
-      reading(
-        'weft_derp_packets_forwarded',
-        'Packets forwarded to a mesh peer',
-        'counter',
-        (v) => v.packetsForwarded,
-      );
-      reading(
-        'weft_derp_dropped_unknown_dest',
-        'Packets dropped: destination not connected',
-        'counter',
-        (v) => v.dropUnknownDestination,
-      );
-      reading(
-        'weft_derp_dropped_dup_client',
-        'Packets dropped: destination has duplicate connections, none active',
-        'counter',
-        (v) => v.dropDuplicateClient,
-      );
-      reading(
-        'weft_derp_dropped_queue_full',
-        "Packets dropped: the receiver's queue was full",
-        'counter',
-        (v) => v.dropQueueFull,
-      );
-      reading(
-        'weft_derp_closed_for_error',
-        'DERP connections closed for a protocol error or write timeout',
-        'counter',
-        (v) => v.closedForError,
-      );
+      for (const [name, help, pick] of DERP_GAUGES) liveGauge(registry, read, name, help, pick);
+      for (const [name, help, pick] of DERP_COUNTERS) liveCounter(registry, read, name, help, pick);
     },
   };
+}
+
+type Reading<T> = [name: string, help: string, pick: (v: T) => number];
+
+const DERP_GAUGES: Array<Reading<DerpCounters>> = [
+  ['weft_derp_connections', 'Open DERP client connections', (v) => v.connections],
+  ['weft_derp_clients', 'Distinct node keys connected to DERP', (v) => v.keys],
+];
+
+// Read from the relay's own tallies at scrape time: the packet path only bumps plain numbers.
+const DERP_COUNTERS: Array<Reading<DerpCounters>> = [
+  ['weft_derp_accepted_total', 'DERP connections admitted', (v) => v.accepted],
+  ['weft_derp_refused_total', 'DERP connections refused by admission or a wrong mesh key', (v) => v.refused],
+  ['weft_derp_packets_relayed_total', 'Packets relayed to a local client', (v) => v.packetsRelayed],
+  ['weft_derp_bytes_relayed_total', 'Packet bytes relayed to local clients', (v) => v.bytesRelayed],
+  ['weft_derp_packets_forwarded_total', 'Packets forwarded to a mesh peer', (v) => v.packetsForwarded],
+  [
+    'weft_derp_dropped_unknown_dest_total',
+    'Packets dropped: destination not connected',
+    (v) => v.dropUnknownDestination,
+  ],
+  [
+    'weft_derp_dropped_dup_client_total',
+    'Packets dropped: destination has duplicate connections, none active',
+    (v) => v.dropDuplicateClient,
+  ],
+  [
+    'weft_derp_dropped_queue_full_total',
+    "Packets dropped: the receiver's queue was full",
+    (v) => v.dropQueueFull,
+  ],
+  [
+    'weft_derp_closed_for_error_total',
+    'DERP connections closed for a protocol error or a write timeout',
+    (v) => v.closedForError,
+  ],
+];
+
+/** A gauge whose value is read from the running server at scrape time. */
+function liveGauge<T>(registry: Registry, read: () => T, ...[name, help, pick]: Reading<T>): void {
+  new Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.set(pick(read()));
+    },
+  });
+}
+
+/** A counter kept by the server itself (monotonic), copied at scrape time. */
+function liveCounter<T>(registry: Registry, read: () => T, ...[name, help, pick]: Reading<T>): void {
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(pick(read()));
+    },
+  });
 }
