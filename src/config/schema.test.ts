@@ -524,7 +524,7 @@ describe('ephemeral_node_inactivity_timeout and log', () => {
 
 describe('derp and tls', () => {
   test('tls_cert_path and tls_key_path go together', () => {
-    assertIssue(errorFor({ tls_cert_path: 'a.crt' }), 'tls_key_path', /go together/);
+    assertIssue(errorFor({ tls_cert_path: 'a.crt', server_url: 'https://h' }), 'tls_key_path', /go together/);
     assertIssue(errorFor({ tls_key_path: 'a.key' }), 'tls_cert_path', /go together/);
   });
 
@@ -535,6 +535,29 @@ describe('derp and tls', () => {
     assertIssue(error, 'derp.server.ipv4', /IPv4/);
     assertIssue(error, 'derp.server.ipv6', /IPv6/);
     assertIssue(error, 'derp.server.mesh_key_path', /mesh_with/);
+  });
+
+  test('TLS needs an https server_url; the mesh key only crosses the network over https', () => {
+    assertIssue(
+      errorFor({ tls_cert_path: 'a.crt', tls_key_path: 'a.key' }),
+      'server_url',
+      /https:\/\/ when tls_cert_path/,
+    );
+    assertIssue(
+      errorFor({ derp: { server: { mesh_key_path: 'k', mesh_with: ['http://derp2.example.com/derp'] } } }),
+      'derp.server.mesh_with[0]',
+      /must use https/,
+    );
+    assert.deepEqual(
+      parse({ derp: { server: { mesh_key_path: 'k', mesh_with: ['http://127.0.0.1:8081/derp'] } } }).derp
+        .server.mesh_with,
+      ['http://127.0.0.1:8081/derp'],
+    );
+    assertIssue(
+      errorFor({ derp: { server: { private_key_path: 'noise_private.key' } } }),
+      'derp.server.private_key_path',
+      /Noise key/,
+    );
   });
 
   test('an empty stun_listen_addr turns STUN off', () => {

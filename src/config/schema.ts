@@ -122,6 +122,20 @@ const databaseSchema = z
       database.url !== undefined ? { type: 'postgres', url: database.url } : { type: 'sqlite' },
   );
 
+/**
+ * A mesh peer's DERP URL. The link sends the region's mesh key to whoever answers there, so only TLS
+ * (which proves who answers) may carry it; plain http is tolerable on loopback only (tests, one host).
+ */
+const meshUrl = checkedString((text) => {
+  const problem = urlProblem(text, ['http:', 'https:']);
+  if (problem !== undefined) return problem;
+  const url = new URL(text);
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+    return `${JSON.stringify(text)} must use https:// (the mesh key must not cross the network in the clear; http:// is only allowed for loopback addresses)`;
+  }
+  return undefined;
+});
+
 const derpServerSchema = z.strictObject({
   enabled: z.boolean().default(true),
   region_id: z.int().min(1, 'must be from 1 to 65535').max(65535, 'must be from 1 to 65535').default(999),
@@ -144,7 +158,7 @@ const derpServerSchema = z.strictObject({
   /** File holding the region's 64-hex-digit mesh key, shared by every DERP server of the region. */
   mesh_key_path: nonEmptyString.optional(),
   /** DERP URLs of the other servers of this region (e.g. https://derp2.example.com/derp). */
-  mesh_with: z.array(httpUrl).default(() => []),
+  mesh_with: z.array(meshUrl).default(() => []),
 });
 
 const derpSchema = z
@@ -160,6 +174,13 @@ const derpSchema = z
     }
     if (ipv6 !== undefined && isIPv4(ipv6)) {
       ctx.addIssue({ code: 'custom', path: ['server', 'ipv6'], message: 'must be an IPv6 address' });
+    }
+    if (derp.server.private_key_path === 'noise_private.key') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['server', 'private_key_path'],
+        message: "must not be the control plane's Noise key file (noise_private.key)",
+      });
     }
     if (mesh_with.length > 0 && mesh_key_path === undefined) {
       ctx.addIssue({
@@ -274,6 +295,13 @@ export const configSchema = z
         code: 'custom',
         path: [missing],
         message: 'tls_cert_path and tls_key_path go together',
+      });
+    }
+    if (config.tls_cert_path !== undefined && config.server_url.startsWith('http:')) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['server_url'],
+        message: 'must be https:// when tls_cert_path is set (the listener then speaks only TLS)',
       });
     }
   })

@@ -50,6 +50,8 @@ export class DerpClient {
   readonly #stream: Duplex;
   readonly #pings = new Map<string, () => void>();
   events: DerpClientEvents = {};
+  /** performance.now() of the last frame received (the server sends a keep-alive at least every ~65 s). */
+  lastFrameAt = performance.now();
   #closed = false;
 
   private constructor(stream: Duplex, serverKey: Buffer) {
@@ -155,6 +157,7 @@ export class DerpClient {
   }
 
   #onFrame(type: number, frame: Buffer): void {
+    this.lastFrameAt = performance.now();
     const payload = frame.subarray(FRAME_HEADER_LENGTH);
     const events = this.events;
     switch (type) {
@@ -217,6 +220,7 @@ async function openStream(
     });
     req.on('upgrade', (_res, socket: Socket, head: Buffer) => {
       socket.setNoDelay(true);
+      socket.setKeepAlive(true, 60_000);
       resolve({ stream: socket, head });
     });
     req.on('response', (res) => {

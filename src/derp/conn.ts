@@ -144,10 +144,10 @@ export class ClientConn {
     this.#schedule();
   }
 
-  /** Queues a control frame (peer gone/present, health, restarting). */
-  sendControl(frame: Buffer): void {
+  /** Queues a control frame (peer gone/present, health, restarting); `uncapped` for a bounded burst. */
+  sendControl(frame: Buffer, uncapped = false): void {
     if (this.#closed) return;
-    if (this.#control.length >= MAX_CONTROL_FRAMES) {
+    if (!uncapped && this.#control.length >= MAX_CONTROL_FRAMES) {
       this.close('control queue overflow: the client does not read', true);
       return;
     }

@@ -11,7 +11,6 @@
 import { NodePublic, type PrivateKey } from '../types/keys.ts';
 import { DerpClient, type DerpClientOptions } from './client.ts';
 import type { DerpLog, DerpServer, MeshForwarder } from './server.ts';
-import { PeerGoneReason } from './wire.ts';
 
 export interface MeshLinkOptions {
   url: string;
@@ -26,6 +25,7 @@ export interface MeshLinkOptions {
 const DEFAULT_RETRY_MS = 5_000;
 /** A forward that cannot be written for this long means the peer is stuck: drop the link (derper: 5 s). */
 const FORWARD_WRITE_TIMEOUT_MS = 5_000;
+const SILENCE_LIMIT_MS = 120_000;
 
 export class MeshLink implements MeshForwarder {
   readonly name: string;
@@ -34,6 +34,7 @@ export class MeshLink implements MeshForwarder {
   #retry: NodeJS.Timeout | undefined;
   #stuck: NodeJS.Timeout | undefined;
   #stopped = false;
+  #silence: NodeJS.Timeout | undefined;
 
   constructor(options: MeshLinkOptions) {
     this.#options = options;
@@ -48,10 +49,21 @@ export class MeshLink implements MeshForwarder {
     void this.#connect();
   }
 
-  forward(srcRaw: Buffer, dstRaw: Buffer, data: Buffer): void {
+  forward(srcRaw: Buffer, dstRaw: Buffer, data: Buffer): boolean {
     const client = this.#client;
-    if (client === undefined) return;
-    if (client.forward(srcRaw, dstRaw, data) || this.#stuck !== undefined) return;
+    if (client === undefined) return false;
+    // A peer that is not reading gets at most one socket buffer's worth: drop rather than buffer (derper
+    // blocks the sender instead, which a shared event loop cannot do), and give up on it after a while.
+    if (client.needsDrain) {
+      this.#armStuckTimer(client);
+      return false;
+    }
+    if (!client.forward(srcRaw, dstRaw, data)) this.#armStuckTimer(client);
+    return true;
+  }
+
+  #armStuckTimer(client: DerpClient): void {
+    if (this.#stuck !== undefined) return;
     this.#stuck = setTimeout(() => client.close(), FORWARD_WRITE_TIMEOUT_MS);
     void client.drained().then(() => {
       clearTimeout(this.#stuck);
@@ -63,6 +75,7 @@ export class MeshLink implements MeshForwarder {
     this.#stopped = true;
     clearTimeout(this.#retry);
     clearTimeout(this.#stuck);
+    clearInterval(this.#silence);
     this.#client?.close();
   }
 
@@ -88,9 +101,8 @@ export class MeshLink implements MeshForwarder {
     this.#client = client;
     client.events = {
       peerPresent: (key) => server.addForwarder(Buffer.from(key), this),
-      peerGone: (key, reason) => {
-        if (reason === PeerGoneReason.Disconnected) server.removeForwarder(Buffer.from(key), this);
-      },
+      // Any reason: gone from there (disconnected) or never there (not here), it is not reachable via them.
+      peerGone: (key) => server.removeForwarder(Buffer.from(key), this),
       close: () => {
         this.#client = undefined;
         server.removeForwarderEverywhere(this);
@@ -101,7 +113,22 @@ export class MeshLink implements MeshForwarder {
       },
     };
     client.watchConns();
+    this.#watchSilence(client);
     log?.info({ mesh_peer: url }, 'DERP mesh link up');
+  }
+
+  /**
+   * A peer that vanished without a reset (power loss, partition) would keep every key it reported routed
+   * into the void. The server sends keep-alives every minute, so two minutes of silence mean it is gone
+   * (tailscaled's DERP client uses the same 120 s read timeout).
+   */
+  #watchSilence(client: DerpClient): void {
+    clearInterval(this.#silence);
+    this.#silence = setInterval(() => {
+      if (client.closed) clearInterval(this.#silence);
+      else if (performance.now() - client.lastFrameAt > SILENCE_LIMIT_MS) client.close();
+    }, SILENCE_LIMIT_MS / 4);
+    this.#silence.unref();
   }
 
   #scheduleRetry(): void {

@@ -54,7 +54,8 @@ import {
 /** Where a packet for a key that is connected to another server of this region goes. */
 export interface MeshForwarder {
   readonly name: string;
-  forward(srcRaw: Buffer, dstRaw: Buffer, data: Buffer): void;
+  /** Hands a packet to the peer; false when it had to be dropped (the peer is not keeping up). */
+  forward(srcRaw: Buffer, dstRaw: Buffer, data: Buffer): boolean;
 }
 
 /** Decides whether a (non-mesh) client may connect; any error counts as a refusal. */
@@ -94,12 +95,34 @@ const NOT_HERE_BURST = 3;
 /** Frames a client may send while its admission is being decided. */
 const MAX_HELD_BYTES = MAX_PACKET_SIZE * 4;
 
+/**
+ * Keys a sender delivered packets to, so they hear when it leaves. Keys that left meanwhile are swept out
+ * whenever the set doubles, so a long-lived sender talking to churning peers does not grow it forever.
+ */
+class Receivers {
+  readonly ids = new Set<string>();
+  #sweepAt = MIN_RECEIVER_SWEEP;
+
+  add(id: string, isConnected: (id: string) => boolean): void {
+    this.ids.add(id);
+    if (this.ids.size < this.#sweepAt) return;
+    for (const receiver of this.ids) if (!isConnected(receiver)) this.ids.delete(receiver);
+    this.#sweepAt = Math.max(MIN_RECEIVER_SWEEP, this.ids.size * 2);
+  }
+
+  addAll(other: Receivers | undefined): void {
+    for (const id of other?.ids ?? []) this.ids.add(id);
+  }
+}
+
+const MIN_RECEIVER_SWEEP = 1024;
+
 /** All connections of one key; `active` receives its traffic. */
 interface ClientSet {
   conns: ClientConn[];
   active: ClientConn | undefined;
   /** Keys this key sent packets to, told when it leaves. */
-  sentTo: Set<string>;
+  sentTo: Receivers;
 }
 
 interface ConnState {
@@ -143,7 +166,8 @@ export class DerpServer {
    * Keys with no connection here (forwarded senders, or local ones still connected to another server of the
    * region) → local keys they sent to, told when the sender leaves the region.
    */
-  readonly #forwardedSentTo = new Map<string, Set<string>>();
+  readonly #forwardedSentTo = new Map<string, Receivers>();
+  readonly #isConnected = (id: string) => this.#clients.has(id);
   readonly #handshaking = new Set<Duplex>();
   #serial = 0;
   #closed = false;
@@ -320,7 +344,7 @@ export class DerpServer {
     this.#states.set(conn, { conn, notHereTokens: NOT_HERE_BURST, notHereAt: Date.now() });
     const set = this.#clients.get(id);
     if (set === undefined) {
-      this.#clients.set(id, { conns: [conn], active: conn, sentTo: new Set() });
+      this.#clients.set(id, { conns: [conn], active: conn, sentTo: new Receivers() });
     } else {
       set.conns.push(conn);
       set.active = conn;
@@ -335,9 +359,11 @@ export class DerpServer {
 
   #presentFrame(conn: ClientConn): Buffer {
     const { rawKey, remoteAddress, remotePort, mesh, prober } = conn.identity;
-    let flags = PeerPresentFlag.Regular;
+    // As derper: "regular" only when no other flag applies.
+    let flags = 0;
     if (mesh) flags |= PeerPresentFlag.MeshPeer;
     if (prober) flags |= PeerPresentFlag.Prober;
+    if (flags === 0) flags = PeerPresentFlag.Regular;
     return peerPresentFrame(rawKey, ip16(remoteAddress), remotePort, flags);
   }
 
@@ -357,30 +383,29 @@ export class DerpServer {
     const gone = peerGoneFrame(conn.identity.rawKey, PeerGoneReason.Disconnected);
     for (const watcher of this.#watchers) watcher.sendControl(gone);
     // Everyone who received from this key, here or through the mesh, is told once it has left the region.
-    const receivers = this.#forwardedSentTo.get(id) ?? new Set<string>();
-    for (const receiver of set.sentTo) receivers.add(receiver);
+    const receivers = set.sentTo;
+    receivers.addAll(this.#forwardedSentTo.get(id));
     if (this.#forwarders.has(id)) {
       // Still on another server of the region: told when its last forwarder goes.
-      if (receivers.size > 0) this.#forwardedSentTo.set(id, receivers);
+      if (receivers.ids.size > 0) this.#forwardedSentTo.set(id, receivers);
       return;
     }
     this.#forwardedSentTo.delete(id);
     this.#tellReceiversGone(conn.identity.rawKey, receivers);
   }
 
-  /** With one connection left it is active; with several, the latest sender, or none until one sends. */
+  /** The remaining connection that sent last; if none has sent yet, the newest (it has the freshest TCP). */
   #mostRecentSender(conns: ClientConn[]): ClientConn | undefined {
-    if (conns.length === 1) return conns[0];
     let best: ClientConn | undefined;
     for (const c of conns)
       if (c.lastFrameAt > 0 && (best === undefined || c.lastFrameAt > best.lastFrameAt)) best = c;
-    return best;
+    return best ?? conns.at(-1);
   }
 
-  #tellReceiversGone(rawKey: Buffer, receivers: Set<string>): void {
-    if (receivers.size === 0) return;
+  #tellReceiversGone(rawKey: Buffer, receivers: Receivers): void {
+    if (receivers.ids.size === 0) return;
     const gone = peerGoneFrame(rawKey, PeerGoneReason.Disconnected);
-    for (const receiver of receivers) this.#clients.get(receiver)?.active?.sendControl(gone);
+    for (const receiver of receivers.ids) this.#clients.get(receiver)?.active?.sendControl(gone);
   }
 
   #onFrame(conn: ClientConn, type: number, frame: Buffer): void {
@@ -438,8 +463,9 @@ export class DerpServer {
   /** A mesh peer watches who is connected here: everyone now, then every change. */
   #watch(conn: ClientConn): void {
     this.#watchers.add(conn);
+    // The initial dump may be as large as the region: it is exempt from the control-queue cap.
     for (const set of this.#clients.values()) {
-      if (set.active !== undefined) conn.sendControl(this.#presentFrame(set.active));
+      if (set.active !== undefined) conn.sendControl(this.#presentFrame(set.active), true);
     }
   }
 
@@ -451,16 +477,19 @@ export class DerpServer {
       frame[0] = FrameType.RecvPacket;
       src.identity.rawKey.copy(frame, FRAME_HEADER_LENGTH);
       this.#queue(dst.active, frame);
-      srcSet?.sentTo.add(dstId);
+      srcSet?.sentTo.add(dstId, this.#isConnected);
       return;
     }
     const dataOffset = FRAME_HEADER_LENGTH + KEY_LENGTH;
     if (dst === undefined) {
       const forwarder = this.#forwarders.get(dstId)?.[0];
       if (forwarder !== undefined) {
-        this.#stats.packetsForwarded += 1;
         const dstRaw = frame.subarray(FRAME_HEADER_LENGTH, dataOffset);
-        forwarder.forward(src.identity.rawKey, Buffer.from(dstRaw), frame.subarray(dataOffset));
+        if (forwarder.forward(src.identity.rawKey, Buffer.from(dstRaw), frame.subarray(dataOffset))) {
+          this.#stats.packetsForwarded += 1;
+        } else {
+          this.#stats.dropQueueFull += 1;
+        }
         return;
       }
       this.#stats.dropUnknownDestination += 1;
@@ -487,12 +516,14 @@ export class DerpServer {
     recv[0] = FrameType.RecvPacket;
     recv.writeUInt32BE(recv.length - FRAME_HEADER_LENGTH, 1);
     this.#queue(dst, recv);
+    // Only a source some mesh peer reported can later be reported gone; anything else would never be read.
+    if (!this.#forwarders.has(srcId)) return;
     let receivers = this.#forwardedSentTo.get(srcId);
     if (receivers === undefined) {
-      receivers = new Set();
+      receivers = new Receivers();
       this.#forwardedSentTo.set(srcId, receivers);
     }
-    receivers.add(dstId);
+    receivers.add(dstId, this.#isConnected);
   }
 
   #queue(dst: ClientConn, recv: Buffer): void {

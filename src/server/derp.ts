@@ -55,6 +55,9 @@ export async function startEmbeddedDerp(
   const privateKey = await loadOrCreateDerpKey(keyPath);
   const meshKeyHex =
     settings.mesh_key_path === undefined ? undefined : await readMeshKey(settings.mesh_key_path);
+  // Everything that can fail comes before the first socket or subscription, so a failed start leaves
+  // nothing running behind it.
+  const certName = config.tls_cert_path === undefined ? undefined : await selfSignedPin(config.tls_cert_path);
   const derpLog = log.child({ component: 'derp' });
   const server = new DerpServer({
     privateKey,
@@ -63,6 +66,7 @@ export async function startEmbeddedDerp(
     log: derpLog,
   });
   // Admission is checked at connect; a node deleted or expired later must not keep its relay.
+  const stun = await startStun(settings.stun_listen_addr, log);
   const unsubscribe = tailnet.subscribe((change) => {
     if (!settings.verify_clients) return;
     if (change.kind === 'removed') server.closeClient(change.node.nodeKey, 'node deleted');
@@ -70,12 +74,10 @@ export async function startEmbeddedDerp(
       server.closeClient(change.node.nodeKey, 'node expired');
     }
   });
-  const stun = await startStun(settings.stun_listen_addr, log);
   const links = (meshKeyHex === undefined ? [] : settings.mesh_with).map(
     (url) => new MeshLink({ url, privateKey, meshKeyHex: meshKeyHex ?? '', server, log: derpLog }),
   );
   for (const link of links) link.start();
-  const certName = config.tls_cert_path === undefined ? undefined : await selfSignedPin(config.tls_cert_path);
   const region = settings.automatically_add_embedded_derp_region
     ? embeddedRegion(config, { stunPort: stun?.port, ...(certName !== undefined ? { certName } : {}) })
     : undefined;
@@ -129,8 +131,11 @@ async function readMeshKey(path: string): Promise<string> {
       },
     );
   }
-  if (!/^[0-9a-fA-F]{64}$/.test(text)) {
-    throw new StartupError(`the DERP mesh key ${path} (derp.server.mesh_key_path) must be 64 hex digits`);
+  // An all-zero key is "no key" in Go's derper; accepting it would make a zero key a privilege.
+  if (!/^[0-9a-fA-F]{64}$/.test(text) || /^0+$/.test(text)) {
+    throw new StartupError(
+      `the DERP mesh key ${path} (derp.server.mesh_key_path) must be 64 hex digits, not all zero`,
+    );
   }
   return text.toLowerCase();
 }
@@ -140,7 +145,17 @@ async function readMeshKey(path: string): Promise<string> {
  * but accept when the DERP map pins it; undefined for a CA-issued one (clients verify it normally).
  */
 export async function selfSignedPin(certPath: string): Promise<string | undefined> {
-  const cert = new X509Certificate(await readFile(certPath));
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(await readFile(certPath));
+  } catch (err) {
+    throw new StartupError(
+      `cannot read the certificate ${certPath} (tls_cert_path): ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
   if (cert.issuer !== cert.subject || !cert.verify(cert.publicKey)) return undefined;
   return `sha256-raw:${createHash('sha256').update(cert.raw).digest('hex')}`;
 }
