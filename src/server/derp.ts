@@ -65,15 +65,8 @@ export async function startEmbeddedDerp(
     ...(settings.verify_clients ? { admit: (key: NodePublic) => isAdmitted(tailnet, key) } : {}),
     log: derpLog,
   });
-  // Admission is checked at connect; a node deleted or expired later must not keep its relay.
   const stun = await startStun(settings.stun_listen_addr, log);
-  const unsubscribe = tailnet.subscribe((change) => {
-    if (!settings.verify_clients) return;
-    if (change.kind === 'removed') server.closeClient(change.node.nodeKey, 'node deleted');
-    else if (change.kind === 'updated' && isExpired(change.node, tailnet.now())) {
-      server.closeClient(change.node.nodeKey, 'node expired');
-    }
-  });
+  const unsubscribe = settings.verify_clients ? revokeOnChange(tailnet, server) : () => {};
   const links = (meshKeyHex === undefined ? [] : settings.mesh_with).map(
     (url) => new MeshLink({ url, privateKey, meshKeyHex: meshKeyHex ?? '', server, log: derpLog }),
   );
@@ -107,6 +100,28 @@ export async function startEmbeddedDerp(
       return closing;
     },
   };
+}
+
+/**
+ * Admission is checked at connect, so a node deleted, expired or re-keyed later must lose the relay for
+ * the key it no longer holds.
+ */
+function revokeOnChange(tailnet: Tailnet, server: DerpServer): () => void {
+  const keys = new Map<number, NodePublic>();
+  for (const node of tailnet.nodes()) keys.set(node.id, node.nodeKey);
+  return tailnet.subscribe((change) => {
+    const { node } = change;
+    const previous = keys.get(node.id);
+    if (change.kind === 'removed') {
+      keys.delete(node.id);
+      server.closeClient(node.nodeKey, 'node deleted');
+      return;
+    }
+    keys.set(node.id, node.nodeKey);
+    if (previous !== undefined && previous !== node.nodeKey) server.closeClient(previous, 'node key rotated');
+    if (change.kind === 'updated' && isExpired(node, tailnet.now()))
+      server.closeClient(node.nodeKey, 'node expired');
+  });
 }
 
 async function startStun(listenAddr: string, log: Logger): Promise<StunServer | undefined> {

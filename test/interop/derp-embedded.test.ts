@@ -173,6 +173,29 @@ describe('embedded DERP over plain HTTP with official clients', () => {
     assert.equal(captive.headers.get('x-tailscale-response'), 'response abc.123');
     assert.equal((await fetch(`${lab.loginServer}/derp`)).status, 426);
   });
+
+  test('deleting a node drops its relay connection at once', async () => {
+    const list = await lab.weft.cli(['nodes', 'list', '-o', 'json']);
+    const gamma = (JSON.parse(list.stdout) as Array<{ id: number; givenName: string }>).find(
+      (n) => n.givenName === 'gamma',
+    );
+    assert.ok(gamma, list.stdout);
+    await eventually(
+      'all three daemons hold a relay connection',
+      async () => ((await metric(lab.weft, 'weft_derp_clients')) >= 3 ? true : undefined),
+      { timeoutMs: 10_000 },
+    );
+    const deleted = await lab.weft.cli(['nodes', 'delete', String(gamma.id)]);
+    assert.equal(deleted.code, 0, deleted.stderr);
+    await eventually(
+      'the relay drops gamma',
+      async () =>
+        lab.weft.logEntries().some((e) => e.msg === 'DERP client disconnected' && e.reason === 'node deleted')
+          ? true
+          : undefined,
+      { timeoutMs: 2_000 },
+    );
+  });
 });
 
 describe('embedded DERP over TLS with a self-signed certificate pinned in the DERP map', () => {
