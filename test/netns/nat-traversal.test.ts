@@ -219,17 +219,21 @@ describe('NAT traversal through weft (network-namespace lab)', {
       { timeoutMs: 10_000, intervalMs: 500 },
     );
     const outageEnd = Date.now() + OUTAGE_MS;
+    // One ping a second. A single lost ping is ordinary on a live path (a path re-validation can eat a
+    // packet, and TCP would simply retransmit), so allow one; a dead path loses them all.
     let pongs = 0;
+    let lost = 0;
     while (Date.now() < outageEnd) {
-      assert.ok(await tsmpPing(a, b), `TSMP ping a -> b failed ${pongs} pongs into the outage`);
-      pongs += 1;
+      if (await tsmpPing(a, b)) pongs += 1;
+      else lost += 1;
+      assert.ok(lost <= 1, `TSMP pings a -> b lost ${lost} times (${pongs} pongs) during the outage`);
       await sleep(1_000);
     }
     await lab.exchangeData(a, b);
     await lab.exchangeData(b, a);
     const during = await activePeerView(a, b);
     assert.equal(during.CurAddr, directAddress(b), 'still direct while weft is down');
-    t.diagnostic(`${pongs} TSMP pongs over ${OUTAGE_MS / 1000} s without weft`);
+    t.diagnostic(`${pongs} TSMP pongs, ${lost} lost, over ${OUTAGE_MS / 1000} s without weft`);
 
     const restartedAt = Date.now();
     await lab.startServer();
