@@ -88,7 +88,6 @@ function harness(timings: Partial<ConnTimings> = {}, read = true): Harness {
       mesh: false,
       prober: false,
     },
-    1,
     { ...DEFAULT_CONN_TIMINGS, ...timings },
     {
       onClose: (_conn, reason, failed) => h.closes.push(`${failed ? 'failed' : 'ok'}: ${reason}`),

@@ -96,12 +96,8 @@ export interface ConnEvents {
 
 export class ClientConn {
   readonly identity: ConnIdentity;
-  /** Connection serial number, for logs and for "most recent" among duplicates. */
-  readonly serial: number;
   /** When the client last sent a frame (ms): among duplicate connections the latest sender is active. */
   lastFrameAt = 0;
-  /** The client said this server is its home region (NotePreferred). */
-  preferred = false;
   /** Pongs owed: only one may be pending, further pings are ignored until it is written (as derper). */
   #pong: Buffer | undefined;
   readonly #stream: Duplex;
@@ -116,16 +112,9 @@ export class ClientConn {
   #writeTimer: NodeJS.Timeout | undefined;
   #keepAliveTimer: NodeJS.Timeout | undefined;
 
-  constructor(
-    stream: Duplex,
-    identity: ConnIdentity,
-    serial: number,
-    timings: ConnTimings,
-    events: ConnEvents,
-  ) {
+  constructor(stream: Duplex, identity: ConnIdentity, timings: ConnTimings, events: ConnEvents) {
     this.#stream = stream;
     this.identity = identity;
-    this.serial = serial;
     this.#timings = timings;
     this.#events = events;
     this.#disco = new DropOldestQueue(timings.queueDepth);

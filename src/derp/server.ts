@@ -125,10 +125,10 @@ interface ClientSet {
   sentTo: Receivers;
 }
 
-interface ConnState {
-  conn: ClientConn;
-  notHereTokens: number;
-  notHereAt: number;
+/** A connection's budget of PeerGone(NotHere) replies. */
+interface NotHereBudget {
+  tokens: number;
+  at: number;
 }
 
 function payloadLimit(type: number): number | undefined {
@@ -159,7 +159,8 @@ export class DerpServer {
   readonly #timings: ConnTimings;
   readonly #serverKeyFrame: Buffer;
   readonly #clients = new Map<string, ClientSet>();
-  readonly #states = new Map<ClientConn, ConnState>();
+  /** Every admitted connection. */
+  readonly #states = new Map<ClientConn, NotHereBudget>();
   readonly #watchers = new Set<ClientConn>();
   readonly #forwarders = new Map<string, MeshForwarder[]>();
   /**
@@ -169,7 +170,6 @@ export class DerpServer {
   readonly #forwardedSentTo = new Map<string, Receivers>();
   readonly #isConnected = (id: string) => this.#clients.has(id);
   readonly #handshaking = new Set<Duplex>();
-  #serial = 0;
   #closed = false;
   readonly #stats: Omit<DerpStats, 'connections' | 'keys'> = {
     accepted: 0,
@@ -319,7 +319,7 @@ export class DerpServer {
       prober: info.isProber,
     };
     const timings = mesh ? { ...this.#timings, writeTimeoutMs: MESH_WRITE_TIMEOUT_MS } : this.#timings;
-    const conn = new ClientConn(stream, identity, ++this.#serial, timings, {
+    const conn = new ClientConn(stream, identity, timings, {
       onClose: (closed, reason, failed) => {
         if (failed) this.#stats.closedForError += 1;
         this.#unregister(closed, reason);
@@ -341,7 +341,7 @@ export class DerpServer {
   #register(conn: ClientConn): void {
     const id = conn.identity.id;
     this.#stats.accepted += 1;
-    this.#states.set(conn, { conn, notHereTokens: NOT_HERE_BURST, notHereAt: Date.now() });
+    this.#states.set(conn, { tokens: NOT_HERE_BURST, at: Date.now() });
     const set = this.#clients.get(id);
     if (set === undefined) {
       this.#clients.set(id, { conns: [conn], active: conn, sentTo: new Receivers() });
@@ -422,7 +422,8 @@ export class DerpServer {
         return;
       case FrameType.NotePreferred:
         if (length !== 1) throw new DerpError('bad-length', `NotePreferred must be 1 byte, got ${length}`);
-        conn.preferred = frame[FRAME_HEADER_LENGTH] !== 0;
+        // Whether this is the client's home region: derper keeps it for statistics only, and so far
+        // weft has no use for it.
         return;
       case FrameType.Ping:
         if (length < MIN_PING_LENGTH)
@@ -533,16 +534,16 @@ export class DerpServer {
   }
 
   #tellNotHere(src: ClientConn, dstRaw: Buffer): void {
-    const state = this.#states.get(src);
-    if (state === undefined) return;
+    const budget = this.#states.get(src);
+    if (budget === undefined) return;
     const now = Date.now();
-    state.notHereTokens = Math.min(
+    budget.tokens = Math.min(
       NOT_HERE_BURST,
-      state.notHereTokens + ((now - state.notHereAt) / 1000) * NOT_HERE_PER_SECOND,
+      budget.tokens + ((now - budget.at) / 1000) * NOT_HERE_PER_SECOND,
     );
-    state.notHereAt = now;
-    if (state.notHereTokens < 1) return;
-    state.notHereTokens -= 1;
+    budget.at = now;
+    if (budget.tokens < 1) return;
+    budget.tokens -= 1;
     src.sendControl(peerGoneFrame(dstRaw, PeerGoneReason.NotHere));
   }
 
