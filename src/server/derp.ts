@@ -47,6 +47,8 @@ export async function startEmbeddedDerp(
   config: Config,
   tailnet: Tailnet,
   log: Logger,
+  /** The listener's PEM certificate, when it serves TLS. */
+  tlsCert?: Buffer,
 ): Promise<EmbeddedDerp> {
   const settings = config.derp.server;
   const keyPath = isAbsolute(settings.private_key_path)
@@ -57,7 +59,7 @@ export async function startEmbeddedDerp(
     settings.mesh_key_path === undefined ? undefined : await readMeshKey(settings.mesh_key_path);
   // Everything that can fail comes before the first socket or subscription, so a failed start leaves
   // nothing running behind it.
-  const certName = config.tls_cert_path === undefined ? undefined : await selfSignedPin(config.tls_cert_path);
+  const certName = tlsCert === undefined ? undefined : selfSignedPin(tlsCert);
   const derpLog = log.child({ component: 'derp' });
   const server = new DerpServer({
     privateKey,
@@ -159,17 +161,14 @@ async function readMeshKey(path: string): Promise<string> {
  * `sha256-raw:<hex of the DER>` for a self-signed certificate, which clients cannot verify against a CA
  * but accept when the DERP map pins it; undefined for a CA-issued one (clients verify it normally).
  */
-export async function selfSignedPin(certPath: string): Promise<string | undefined> {
+export function selfSignedPin(pem: Buffer): string | undefined {
   let cert: X509Certificate;
   try {
-    cert = new X509Certificate(await readFile(certPath));
+    cert = new X509Certificate(pem);
   } catch (err) {
-    throw new StartupError(
-      `cannot read the certificate ${certPath} (tls_cert_path): ${(err as Error).message}`,
-      {
-        cause: err,
-      },
-    );
+    throw new StartupError(`tls_cert_path does not hold a PEM certificate: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   if (cert.issuer !== cert.subject || !cert.verify(cert.publicKey)) return undefined;
   return `sha256-raw:${createHash('sha256').update(cert.raw).digest('hex')}`;

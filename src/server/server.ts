@@ -143,6 +143,8 @@ async function assemble(
   tuning: ServerTuning,
 ): Promise<RunningServer> {
   await prepareDataDir(config.data_dir, teardown);
+  // Read once: the listener serves it, and the embedded DERP region may pin it.
+  const tls = await readTls(config);
   const store = await openDatabase(config, log);
   teardown.add(() => store.close());
   // Registered after the store, so on stop admin requests drain before the database closes.
@@ -150,10 +152,17 @@ async function assemble(
   teardown.add(() => closeServer(admin.server));
 
   const metrics = createMetrics();
-  const { tailnet, control, derp } = await startControlPlane(config, store, log, metrics, teardown, tuning);
+  const { tailnet, control, derp } = await startControlPlane(config, {
+    store,
+    log,
+    metrics,
+    teardown,
+    tuning,
+    tlsCert: tls?.cert,
+  });
 
   const app = createApiApp({
-    ...(await tlsOptions(config)),
+    ...(tls !== undefined ? { https: tls } : {}),
     store,
     tailnet,
     baseDomain: config.dns.base_domain,
@@ -242,13 +251,19 @@ async function assemble(
 }
 
 /** The tailnet model, map fan-out and the Noise plane; torn down before the database closes. */
+interface ControlPlaneParts {
+  store: Store;
+  log: Logger;
+  metrics: Metrics;
+  teardown: Teardown;
+  tuning: ServerTuning;
+  /** The listener's PEM certificate, when it serves TLS. */
+  tlsCert: Buffer | undefined;
+}
+
 async function startControlPlane(
   config: Config,
-  store: Store,
-  log: Logger,
-  metrics: Metrics,
-  teardown: Teardown,
-  tuning: ServerTuning,
+  { store, log, metrics, teardown, tuning, tlsCert }: ControlPlaneParts,
 ): Promise<{ tailnet: Tailnet; control: ControlPlane; derp: EmbeddedDerp | undefined }> {
   const serverKey = await loadOrCreateServerKey(config.data_dir);
   const tailnet = await Tailnet.load({
@@ -259,7 +274,9 @@ async function startControlPlane(
     ...tuning.tailnet,
   });
   teardown.add(() => tailnet.close());
-  const derp = config.derp.server.enabled ? await startEmbeddedDerp(config, tailnet, log) : undefined;
+  const derp = config.derp.server.enabled
+    ? await startEmbeddedDerp(config, tailnet, log, tlsCert)
+    : undefined;
   // Registered after the tailnet, so it runs before it on stop.
   if (derp !== undefined) teardown.add(() => derp.close());
   const derpMap = await loadDerpMap(config.derp, log, derp?.region);
@@ -286,8 +303,8 @@ async function startControlPlane(
   return { tailnet, control, derp };
 }
 
-async function tlsOptions(config: Config): Promise<{ https?: { cert: Buffer; key: Buffer } }> {
-  if (config.tls_cert_path === undefined || config.tls_key_path === undefined) return {};
+async function readTls(config: Config): Promise<{ cert: Buffer; key: Buffer } | undefined> {
+  if (config.tls_cert_path === undefined || config.tls_key_path === undefined) return undefined;
   const read = async (path: string, key: string) => {
     try {
       return await readFile(path);
@@ -296,10 +313,8 @@ async function tlsOptions(config: Config): Promise<{ https?: { cert: Buffer; key
     }
   };
   return {
-    https: {
-      cert: await read(config.tls_cert_path, 'tls_cert_path'),
-      key: await read(config.tls_key_path, 'tls_key_path'),
-    },
+    cert: await read(config.tls_cert_path, 'tls_cert_path'),
+    key: await read(config.tls_key_path, 'tls_key_path'),
   };
 }
 
