@@ -161,3 +161,13 @@ export function runWeft(
 ): Promise<CommandResult> {
   return runCommand(WEFT_BIN, args, { env: cleanEnv(env), timeoutMs });
 }
+
+/** A node as `weft nodes list -o json` prints it (the fields tests read, and the rest untyped). */
+export type NodeListing = Record<string, unknown> & { id: number; givenName: string; online: boolean };
+
+/** Every node, through the CLI as an admin would ask; fails with the CLI's error text. */
+export async function listNodes(weft: WeftServer): Promise<NodeListing[]> {
+  const list = await weft.cli(['nodes', 'list', '-o', 'json']);
+  if (list.code !== 0) throw new Error(`weft nodes list failed: ${list.stderr}`);
+  return JSON.parse(list.stdout) as NodeListing[];
+}

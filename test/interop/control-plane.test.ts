@@ -22,7 +22,7 @@ import {
   tailscaleBinaries,
 } from '../harness/tailscale.ts';
 import { eventually } from '../harness/wait.ts';
-import { startWeft, type WeftServer } from '../harness/weft.ts';
+import { listNodes, type NodeListing, startWeft, type WeftServer } from '../harness/weft.ts';
 
 const BASE_DOMAIN = 'tailnet.test';
 /** weft's embedded relay speaks plain HTTP on loopback; official clients need this to use it. */
@@ -46,11 +46,10 @@ function peerNamed(status: TailscaleStatus, hostname: string): PeerStatus | unde
   return peers(status).find((p) => p.HostName === hostname);
 }
 
-async function nodeJson(weft: WeftServer, name: string): Promise<Record<string, unknown>> {
-  const list = await weft.cli(['nodes', 'list', '-o', 'json']);
-  assert.equal(list.code, 0, list.stderr);
-  const node = (JSON.parse(list.stdout) as Array<Record<string, unknown>>).find((n) => n.givenName === name);
-  assert.ok(node, `weft has no node called ${name}: ${list.stdout}`);
+async function nodeJson(weft: WeftServer, name: string): Promise<NodeListing> {
+  const nodes = await listNodes(weft);
+  const node = nodes.find((n) => n.givenName === name);
+  assert.ok(node, `weft has no node called ${name}: ${JSON.stringify(nodes)}`);
   return node;
 }
 

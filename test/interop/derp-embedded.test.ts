@@ -21,7 +21,7 @@ import { pingPeer } from '../harness/ping.ts';
 import { echoThroughSocks5 } from '../harness/socks5.ts';
 import { startTailscaled, type TailscaledProcess, tailscaleBinaries } from '../harness/tailscale.ts';
 import { eventually } from '../harness/wait.ts';
-import { startWeft, type WeftServer } from '../harness/weft.ts';
+import { listNodes, startWeft, type WeftServer } from '../harness/weft.ts';
 
 const DERP_HTTP = { TS_DEBUG_USE_DERP_HTTP: '1' };
 /** No UDP at all: every packet to and from this client goes through DERP. */
@@ -175,11 +175,9 @@ describe('embedded DERP over plain HTTP with official clients', () => {
   });
 
   test('deleting a node drops its relay connection at once', async () => {
-    const list = await lab.weft.cli(['nodes', 'list', '-o', 'json']);
-    const gamma = (JSON.parse(list.stdout) as Array<{ id: number; givenName: string }>).find(
-      (n) => n.givenName === 'gamma',
-    );
-    assert.ok(gamma, list.stdout);
+    const nodes = await listNodes(lab.weft);
+    const gamma = nodes.find((n) => n.givenName === 'gamma');
+    assert.ok(gamma, JSON.stringify(nodes));
     await eventually(
       'all three daemons hold a relay connection',
       async () => ((await metric(lab.weft, 'weft_derp_clients')) >= 3 ? true : undefined),

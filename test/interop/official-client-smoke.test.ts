@@ -9,12 +9,10 @@ import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { AUTH_KEY_ERRORS } from '../../src/control/register.ts';
 import { startTailscaled, type TailscaledProcess, tailscaleBinaries } from '../harness/tailscale.ts';
-import { startWeft, type WeftServer } from '../harness/weft.ts';
+import { listNodes, startWeft, type WeftServer } from '../harness/weft.ts';
 
 async function countNodes(weft: WeftServer): Promise<number> {
-  const list = await weft.cli(['nodes', 'list', '-o', 'json']);
-  assert.equal(list.code, 0, list.stderr);
-  return (JSON.parse(list.stdout) as unknown[]).length;
+  return (await listNodes(weft)).length;
 }
 
 /** v1.80, the oldest client weft supports, speaks capability version 113. */

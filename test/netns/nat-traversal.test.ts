@@ -16,6 +16,7 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { eventually } from '../harness/wait.ts';
+import { listNodes } from '../harness/weft.ts';
 import {
   activePeerView,
   CONE_NAT,
@@ -89,9 +90,7 @@ function assertRelayedOnly(ping: PingOutcome, derpCode: string): void {
 }
 
 async function nodesOnlineAtWeft(lab: NatLab): Promise<Record<string, boolean>> {
-  const list = await lab.weft.cli(['nodes', 'list', '-o', 'json']);
-  if (list.code !== 0) throw new Error(`weft nodes list: ${list.stderr}`);
-  const nodes = JSON.parse(list.stdout) as Array<{ givenName: string; online: boolean }>;
+  const nodes = await listNodes(lab.weft);
   return Object.fromEntries(nodes.map((node) => [node.givenName, node.online]));
 }
 
