@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { zstdDecompressSync } from 'node:zlib';
 import { openStore } from '../db/store.ts';
 import { createLogger } from '../observe/logger.ts';
+import { ALLOW_ALL_POLICY_TEXT, parsePolicy } from '../policy/index.ts';
 import type { TailnetNode } from '../state/model.ts';
 import { Tailnet } from '../state/tailnet.ts';
 import type { MapResponse } from '../tailcfg/index.ts';
@@ -15,6 +16,7 @@ import { DiscoPublic, MachinePublic, NodePublic, PrivateKey } from '../types/key
 import { type BroadcasterOptions, MapBroadcaster } from './broadcaster.ts';
 import { MapBuilder } from './builder.ts';
 import type { Compression } from './frame.ts';
+import { PolicyView } from './policy-view.ts';
 import type { FrameSink } from './session.ts';
 
 const HOUR = 3_600_000;
@@ -61,13 +63,12 @@ async function setup(t: TestContext, options: Partial<BroadcasterOptions> = {}) 
     offlineGraceMs: 5,
     writeBehindMs: 10,
   });
-  const builder = new MapBuilder(tailnet, {
-    baseDomain: 'tail.example',
-    domain: 'example.com',
-    derpMap: { Regions: {} },
-    dnsConfig: {},
-    packetFilter: [],
-  });
+  const policy = new PolicyView(tailnet, parsePolicy(ALLOW_ALL_POLICY_TEXT), 'https://weft.example');
+  const builder = new MapBuilder(
+    tailnet,
+    { baseDomain: 'tail.example', domain: 'example.com', derpMap: { Regions: {} }, dnsConfig: {} },
+    policy,
+  );
   const broadcaster = new MapBroadcaster(tailnet, builder, {
     log,
     // Long enough that only explicit flush() calls deliver, unless a test asks otherwise.

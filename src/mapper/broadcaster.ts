@@ -9,12 +9,14 @@
  * one compression instead of one per node.
  */
 import type { Logger } from '../observe/logger.ts';
+import type { Policy } from '../policy/index.ts';
 import type { NodeChange, PeerPatch, TailnetNode } from '../state/model.ts';
 import type { Tailnet } from '../state/tailnet.ts';
 import type { PeerChange } from '../tailcfg/index.ts';
-import type { MapBuilder } from './builder.ts';
+import type { Delta, MapBuilder, PeerEntry, ViewerState } from './builder.ts';
 import { type Compression, frame } from './frame.ts';
 import { peerChange } from './node-view.ts';
+import type { PolicyImpact } from './policy-view.ts';
 import { type FrameSink, MapSession } from './session.ts';
 
 export interface BroadcasterOptions {
@@ -43,11 +45,21 @@ class PendingChanges {
   readonly self = new Set<number>();
   readonly patches = new Map<number, PeerPatch>();
   readonly removed = new Set<number>();
+  /** How far the batch can change who sees whom (docs in policy-view.ts). */
+  impact: PolicyImpact = 'none';
 
   get empty(): boolean {
     return (
-      this.whole.size === 0 && this.patches.size === 0 && this.removed.size === 0 && this.self.size === 0
+      this.whole.size === 0 &&
+      this.patches.size === 0 &&
+      this.removed.size === 0 &&
+      this.self.size === 0 &&
+      this.impact === 'none'
     );
+  }
+
+  raise(impact: PolicyImpact): void {
+    if (impact === 'structural' || (impact === 'incremental' && this.impact === 'none')) this.impact = impact;
   }
 
   record(change: NodeChange): void {
@@ -72,11 +84,35 @@ class PendingChanges {
   }
 }
 
+interface PeerParts {
+  changed: PeerEntry[];
+  removed: number[];
+  patches: PeerChange[];
+}
+
+/** One flush: the coalesced changes and the frames already encoded for identical deltas. */
+interface Batch {
+  pending: PendingChanges;
+  whole: TailnetNode[];
+  patches: Map<number, PeerChange>;
+  controlTime: Date;
+  shared: Map<string, Buffer | Promise<Buffer> | null>;
+}
+
+/** Sessions whose deltas would be byte-identical share one encoded, compressed frame. */
+function shareKey(session: MapSession, delta: Delta): string {
+  const peers = delta.changed.map((p) => `${p.node.id}:${p.routes.join(',')}`).join(';');
+  const policy = `${JSON.stringify(delta.packetFilter ?? '')}|${JSON.stringify(delta.sshPolicy ?? '')}`;
+  return `${session.compression}|${peers}|${delta.patches.map((p) => p.NodeID)}|${delta.removed}|${policy}`;
+}
+
 export class MapBroadcaster {
   readonly #tailnet: Tailnet;
   readonly #builder: MapBuilder;
   readonly #options: BroadcasterOptions;
   readonly #sessions = new Map<number, Set<MapSession>>();
+  /** What each session was last told, to send only what changed for it. */
+  readonly #states = new WeakMap<MapSession, ViewerState>();
   #pending = new PendingChanges();
   #timer: NodeJS.Timeout | undefined;
   readonly #unsubscribe: () => void;
@@ -102,7 +138,7 @@ export class MapBroadcaster {
   /** Starts a streaming session: the full map goes first, deltas follow. */
   openSession(node: TailnetNode, sink: FrameSink, compression: Compression): MapSession {
     // Built first: if it throws, no session (and no keep-alive timer) exists yet.
-    const first = this.fullMapFrame(node, compression);
+    const first = this.#builder.fullMapWithState(node);
     const session = new MapSession(node, sink, {
       compression,
       keepAliveMs: this.#options.keepAliveMs,
@@ -111,11 +147,19 @@ export class MapBroadcaster {
       fullMap: () => this.#resyncFrame(session),
       onClose: (closed) => this.#forget(closed),
     });
-    session.send(first);
+    this.#states.set(session, first.state);
+    session.send(frame(first.json, compression));
     const sessions = this.#sessions.get(node.id) ?? new Set<MapSession>();
     this.#sessions.set(node.id, sessions);
     sessions.add(session);
     return session;
+  }
+
+  /** A new policy is in force: every session gets what changed for it, in the next batch. */
+  policyChanged(policy: Policy): void {
+    this.#builder.policy.setPolicy(policy);
+    this.#pending.raise('structural');
+    this.#schedule();
   }
 
   /**
@@ -125,8 +169,11 @@ export class MapBroadcaster {
    */
   #resyncFrame(session: MapSession): Buffer | Promise<Buffer> | undefined {
     const node = this.#tailnet.node(session.node.id);
-    if (node === undefined || this.#builder.peers(node).length === 0) return undefined;
-    return this.fullMapFrame(node, session.compression);
+    if (node === undefined) return undefined;
+    const full = this.#builder.fullMapWithState(node);
+    if (full.state.peers.size === 0) return undefined;
+    this.#states.set(session, full.state);
+    return frame(full.json, session.compression);
   }
 
   #forget(session: MapSession): void {
@@ -141,11 +188,15 @@ export class MapBroadcaster {
       // A deleted node's own long poll ends at once; its next request finds no node.
       for (const session of [...(this.#sessions.get(change.node.id) ?? [])]) session.close();
     }
+    this.#pending.raise(this.#builder.policy.noteChange(change));
     this.#pending.record(change);
-    if (this.#timer === undefined) {
-      this.#timer = setTimeout(() => this.flush(), this.#options.batchDelayMs);
-      this.#timer.unref();
-    }
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#timer !== undefined) return;
+    this.#timer = setTimeout(() => this.flush(), this.#options.batchDelayMs);
+    this.#timer.unref();
   }
 
   /** Sends everything pending now (normally the batch timer does this). */
@@ -168,40 +219,81 @@ export class MapBroadcaster {
       .map((id) => tailnet.node(id))
       .filter((n): n is TailnetNode => n !== undefined)
       .sort((a, b) => a.id - b.id);
-    const patches: Array<[TailnetNode, PeerChange]> = [];
-    for (const [id, patch] of pending.patches) {
-      const node = tailnet.node(id);
-      if (node !== undefined) patches.push([node, peerChange(id, patch)]);
-    }
-    patches.sort(([a], [b]) => a.id - b.id);
-    const removed = [...pending.removed].sort((a, b) => a - b);
-    const controlTime = tailnet.now();
-    const shared = new Map<string, Buffer | Promise<Buffer> | null>();
-
+    const patches = new Map<number, PeerChange>();
+    for (const [id, patch] of [...pending.patches].sort(([a], [b]) => a - b))
+      if (tailnet.node(id) !== undefined) patches.set(id, peerChange(id, patch));
+    const batch: Batch = { pending, whole, patches, controlTime: tailnet.now(), shared: new Map() };
     for (const [nodeId, sessions] of this.#sessions) {
       const viewer = tailnet.node(nodeId);
       if (viewer === undefined) continue;
-      const changed = whole.filter((peer) => this.#builder.canSee(viewer, peer));
-      const visiblePatches = patches.filter(([peer]) => this.#builder.canSee(viewer, peer)).map(([, p]) => p);
-      const gone = removed.filter((id) => id !== nodeId);
-      const self = pending.self.has(nodeId) ? viewer : undefined;
-      const delta = { self, changed, removed: gone, patches: visiblePatches, controlTime };
-      for (const session of sessions) {
-        if (self !== undefined) {
-          const json = this.#builder.delta(delta);
-          if (json !== undefined) session.send(frame(json, session.compression));
-          continue;
-        }
-        const key = `${session.compression}|${changed.map((n) => n.id)}|${visiblePatches.map((p) => p.NodeID)}|${gone}`;
-        let bytes = shared.get(key);
-        if (bytes === undefined) {
-          const json = this.#builder.delta(delta);
-          bytes = json === undefined ? null : frame(json, session.compression);
-          shared.set(key, bytes);
-        }
-        if (bytes !== null) session.send(bytes);
-      }
+      for (const session of sessions) this.#deliverTo(session, viewer, batch);
     }
+  }
+
+  /** The part of the batch that concerns one session, against what it was told before. */
+  #deliverTo(session: MapSession, viewer: TailnetNode, batch: Batch): void {
+    const state = this.#states.get(session);
+    if (state === undefined) return;
+    const { pending } = batch;
+    const peers =
+      pending.impact === 'structural'
+        ? this.#rediff(viewer, state, batch)
+        : this.#incremental(viewer, state, batch);
+    const delta: Delta = { ...peers, controlTime: batch.controlTime };
+    if (pending.self.has(viewer.id)) delta.self = viewer;
+    if (pending.impact !== 'none') this.#policyParts(viewer, state, delta);
+    const shareable = delta.self === undefined;
+    const key = shareable ? shareKey(session, delta) : '';
+    let bytes = shareable ? batch.shared.get(key) : undefined;
+    if (bytes === undefined) {
+      const json = this.#builder.delta(delta);
+      bytes = json === undefined ? null : frame(json, session.compression);
+      if (shareable) batch.shared.set(key, bytes);
+    }
+    if (bytes !== null) session.send(bytes);
+  }
+
+  /** Peer changes when visibility itself may have moved: compare the viewer's whole peer set. */
+  #rediff(viewer: TailnetNode, state: ViewerState, batch: Batch): PeerParts {
+    const visible = this.#builder.peers(viewer);
+    const now = new Map(visible.map((p) => [p.node.id, p.routes.join(',')]));
+    const changed = visible.filter(
+      (p) => batch.pending.whole.has(p.node.id) || state.peers.get(p.node.id) !== now.get(p.node.id),
+    );
+    const removed = [...state.peers.keys()].filter((id) => !now.has(id)).sort((a, b) => a - b);
+    state.peers = now;
+    const fresh = new Set(changed.map((p) => p.node.id));
+    const patches = [...batch.patches.values()].filter((p) => now.has(p.NodeID) && !fresh.has(p.NodeID));
+    return { changed, removed, patches };
+  }
+
+  /** Peer changes when only the batch's own nodes can have moved. */
+  #incremental(viewer: TailnetNode, state: ViewerState, batch: Batch): PeerParts {
+    const changed: PeerEntry[] = [];
+    const removed: number[] = [];
+    for (const node of batch.whole) {
+      if (this.#builder.canSee(viewer, node)) {
+        const entry = this.#builder.entry(viewer, node);
+        state.peers.set(node.id, entry.routes.join(','));
+        changed.push(entry);
+      } else if (state.peers.delete(node.id)) removed.push(node.id);
+    }
+    for (const id of batch.pending.removed) if (state.peers.delete(id)) removed.push(id);
+    removed.sort((a, b) => a - b);
+    const patches = [...batch.patches.values()].filter((p) => state.peers.has(p.NodeID));
+    return { changed, removed, patches };
+  }
+
+  /** Filter, SSH policy and capabilities, sent only when they differ from what the session holds. */
+  #policyParts(viewer: TailnetNode, state: ViewerState, delta: Delta): void {
+    const now = this.#builder.viewerState(viewer, []);
+    const nodePolicy = this.#builder.policy.compiled.forNode(viewer.id);
+    if (now.filter !== state.filter) delta.packetFilter = nodePolicy.packetFilter;
+    if (now.ssh !== state.ssh) delta.sshPolicy = nodePolicy.sshPolicy ?? null;
+    if (now.caps !== state.caps) delta.self = viewer;
+    state.filter = now.filter;
+    state.ssh = now.ssh;
+    state.caps = now.caps;
   }
 
   /** Ends every session (server shutdown). */

@@ -6,23 +6,28 @@ import { describe, type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openStore } from '../db/store.ts';
 import { createLogger } from '../observe/logger.ts';
+import { ALLOW_ALL_POLICY_TEXT, parsePolicy } from '../policy/index.ts';
 import type { TailnetNode } from '../state/model.ts';
 import { Tailnet } from '../state/tailnet.ts';
 import type { FilterRule, MapResponse } from '../tailcfg/index.ts';
 import { MachinePublic, NodePublic, PrivateKey } from '../types/keys.ts';
-import { MapBuilder, type MapSettings } from './builder.ts';
+import { MapBuilder, type MapSettings, type PeerEntry } from './builder.ts';
 import { TAGGED_DEVICES_USER_ID } from './node-view.ts';
+import { PolicyView } from './policy-view.ts';
 
 const HOUR = 3_600_000;
+/** What the default policy compiles to: every tailnet address may reach every port. */
 const ALLOW_ALL: FilterRule[] = [
-  { SrcIPs: ['*'], DstPorts: [{ IP: '*', Ports: { First: 0, Last: 65535 } }] },
+  {
+    SrcIPs: ['100.64.0.0-100.115.91.255', '100.115.94.0-100.127.255.255', 'fd7a:115c:a1e0::/48'],
+    DstPorts: [{ IP: '*', Ports: { First: 0, Last: 65535 } }],
+  },
 ];
 const SETTINGS: MapSettings = {
   baseDomain: 'tail.example',
   domain: 'example.com',
   derpMap: { Regions: { '900': { RegionID: 900, RegionCode: 'lab', RegionName: 'Lab', Nodes: [] } } },
   dnsConfig: { Proxied: true, Domains: ['tail.example'] },
-  packetFilter: ALLOW_ALL,
 };
 
 async function setup(t: TestContext) {
@@ -67,8 +72,13 @@ async function setup(t: TestContext) {
     assert.ok(result.ok);
     return result.node;
   };
-  const builder = new MapBuilder(tailnet, SETTINGS);
+  const policy = new PolicyView(tailnet, parsePolicy(ALLOW_ALL_POLICY_TEXT), 'https://weft.example');
+  const builder = new MapBuilder(tailnet, SETTINGS, policy);
   return { tailnet, builder, add, alice, bob, bobKey, taggedKey };
+}
+
+function entry(node: TailnetNode): PeerEntry {
+  return { node, routes: [] };
 }
 
 function parse(json: Buffer): MapResponse {
@@ -247,7 +257,7 @@ describe('MapBuilder.delta', () => {
       ControlTime: controlTime.toISOString(),
     });
 
-    const changed = builder.delta({ changed: [b, c], removed: [], patches: [], controlTime });
+    const changed = builder.delta({ changed: [entry(b), entry(c)], removed: [], patches: [], controlTime });
     assert.ok(changed);
     const message = parse(changed);
     assert.deepEqual(Object.keys(message).sort(), ['ControlTime', 'PeersChanged', 'UserProfiles']);
@@ -258,7 +268,7 @@ describe('MapBuilder.delta', () => {
     );
     assert.ok(changed.includes(builder.fragment(b)));
 
-    const self = builder.delta({ self: a, changed: [b], removed: [c.id], patches: [], controlTime });
+    const self = builder.delta({ self: a, changed: [entry(b)], removed: [c.id], patches: [], controlTime });
     assert.ok(self);
     const selfMessage = parse(self);
     assert.equal(selfMessage.Node?.ID, a.id);

@@ -14,11 +14,16 @@ import type {
   FilterRule,
   MapResponse,
   PeerChange,
+  SSHPolicy,
   UserProfile,
   Node as WireNode,
 } from '../tailcfg/index.ts';
 import { CAPVER_DERP_CERT_PIN, withoutCertPins } from '../tailcfg/index.ts';
 import { peerView, selfView, userProfile, wireUserId } from './node-view.ts';
+import type { PolicyView } from './policy-view.ts';
+
+/** SaaS always grants this; tailscaled checks it before running its SSH server (rules still decide who). */
+const SSH_CAPABILITY = 'https://tailscale.com/cap/ssh';
 
 /** Tailnet-wide settings every map carries. */
 export interface MapSettings {
@@ -28,15 +33,31 @@ export interface MapSettings {
   domain: string;
   derpMap: DERPMap;
   dnsConfig: DNSConfig;
-  packetFilter: readonly FilterRule[];
+}
+
+/** A peer as one viewer sees it: the node plus the routes the viewer may use through it. */
+export interface PeerEntry {
+  node: TailnetNode;
+  routes: string[];
+}
+
+/** What a viewer was last told: its peers (with their routes) and its policy parts, as comparable keys. */
+export interface ViewerState {
+  peers: Map<number, string>;
+  filter: string;
+  ssh: string;
+  caps: string;
 }
 
 /** What one delta message says; empty parts are left out of the JSON. */
 export interface Delta {
   self?: TailnetNode;
-  changed: TailnetNode[];
+  changed: PeerEntry[];
   removed: number[];
   patches: PeerChange[];
+  packetFilter?: FilterRule[];
+  /** `null` withdraws every SSH rule (sent as an empty policy; absent would mean "unchanged"). */
+  sshPolicy?: SSHPolicy | null;
   controlTime: Date;
 }
 
@@ -55,13 +76,16 @@ function ownBytes(text: string): Buffer {
 export class MapBuilder {
   readonly #tailnet: Tailnet;
   readonly #settings: MapSettings;
+  readonly #policy: PolicyView;
   /** The DERP map for clients older than certificate pins (the same object when nothing is pinned). */
   readonly #unpinnedDerpMap: DERPMap;
-  readonly #fragments = new Map<number, { version: number; bytes: Buffer }>();
+  /** Encoded peer JSON per node version; a router has one variant per set of routes shown with it. */
+  readonly #fragments = new Map<number, { version: number; variants: Map<string, Buffer> }>();
 
-  constructor(tailnet: Tailnet, settings: MapSettings) {
+  constructor(tailnet: Tailnet, settings: MapSettings, policy: PolicyView) {
     this.#tailnet = tailnet;
     this.#settings = settings;
+    this.#policy = policy;
     this.#unpinnedDerpMap = withoutCertPins(settings.derpMap);
   }
 
@@ -69,23 +93,45 @@ export class MapBuilder {
     return this.#settings;
   }
 
-  /** Whether `viewer` may know about `peer`. Everyone sees everyone until the policy engine decides. */
+  get policy(): PolicyView {
+    return this.#policy;
+  }
+
+  /** Whether `viewer` may know about `peer`: the policy relates them in either direction. */
   canSee(viewer: TailnetNode, peer: TailnetNode): boolean {
-    return viewer.id !== peer.id;
+    return viewer.id !== peer.id && this.#policy.compiled.canSee(viewer.id, peer.id);
   }
 
-  peers(viewer: TailnetNode): TailnetNode[] {
-    const peers: TailnetNode[] = [];
-    for (const node of this.#tailnet.nodes()) if (this.canSee(viewer, node)) peers.push(node);
-    return peers.sort((a, b) => a.id - b.id);
+  /** The routes (subnets, exit) `viewer` may use through `peer`. */
+  routes(viewer: TailnetNode, peer: TailnetNode): string[] {
+    return this.#policy.compiled.peerRoutes(viewer.id, peer.id);
   }
 
-  /** The peer JSON of `node` at its current version, encoded at most once per version. */
-  fragment(node: TailnetNode): Buffer {
-    const cached = this.#fragments.get(node.id);
-    if (cached !== undefined && cached.version === node.version) return cached.bytes;
-    const bytes = ownBytes(JSON.stringify(peerView(node, this.#settings.baseDomain, this.#tailnet.now())));
-    this.#fragments.set(node.id, { version: node.version, bytes });
+  entry(viewer: TailnetNode, peer: TailnetNode): PeerEntry {
+    return { node: peer, routes: this.routes(viewer, peer) };
+  }
+
+  peers(viewer: TailnetNode): PeerEntry[] {
+    const peers: PeerEntry[] = [];
+    for (const node of this.#tailnet.nodes())
+      if (this.canSee(viewer, node)) peers.push(this.entry(viewer, node));
+    return peers.sort((a, b) => a.node.id - b.node.id);
+  }
+
+  /** The peer JSON of `node` at its current version with `routes`, encoded at most once per variant. */
+  fragment(node: TailnetNode, routes: readonly string[] = []): Buffer {
+    let cached = this.#fragments.get(node.id);
+    if (cached === undefined || cached.version !== node.version) {
+      cached = { version: node.version, variants: new Map() };
+      this.#fragments.set(node.id, cached);
+    }
+    const key = routes.join(',');
+    let bytes = cached.variants.get(key);
+    if (bytes === undefined) {
+      const view = peerView(node, this.#settings.baseDomain, this.#tailnet.now(), routes);
+      bytes = ownBytes(JSON.stringify(view));
+      cached.variants.set(key, bytes);
+    }
     return bytes;
   }
 
@@ -94,7 +140,9 @@ export class MapBuilder {
   }
 
   selfNode(node: TailnetNode): WireNode {
-    return selfView(node, this.#settings.baseDomain, this.#tailnet.now());
+    const wire = selfView(node, this.#settings.baseDomain, this.#tailnet.now());
+    wire.CapMap = { [SSH_CAPABILITY]: null, ...this.#policy.compiled.forNode(node.id).capMap };
+    return wire;
   }
 
   profiles(nodes: Iterable<TailnetNode>): UserProfile[] {
@@ -105,29 +153,51 @@ export class MapBuilder {
 
   /** The complete first message of a stream (or a one-shot map). */
   fullMap(node: TailnetNode): Buffer {
+    return this.fullMapWithState(node).json;
+  }
+
+  /** A full map plus what it told the viewer, so later deltas can be computed against it. */
+  fullMapWithState(node: TailnetNode): { json: Buffer; state: ViewerState } {
     const peers = this.peers(node);
-    const now = this.#tailnet.now();
+    const nodePolicy = this.#policy.compiled.forNode(node.id);
     const head: MapResponse = {
       Node: this.selfNode(node),
       DERPMap: node.capVersion < CAPVER_DERP_CERT_PIN ? this.#unpinnedDerpMap : this.#settings.derpMap,
       DNSConfig: this.#settings.dnsConfig,
       Domain: this.#settings.domain,
       CollectServices: false,
-      PacketFilter: [...this.#settings.packetFilter],
-      UserProfiles: this.profiles([node, ...peers]),
-      ControlTime: now.toISOString(),
+      // Never absent: a missing filter means "unchanged", and an empty one denies everything.
+      PacketFilter: nodePolicy.packetFilter,
+      UserProfiles: this.profiles([node, ...peers.map((p) => p.node)]),
+      ControlTime: this.#tailnet.now().toISOString(),
       Debug: { DisableLogTail: true },
     };
-    return this.#withPeers(head, 'Peers', peers);
+    if (nodePolicy.sshPolicy !== undefined) head.SSHPolicy = nodePolicy.sshPolicy;
+    const state = this.viewerState(node, peers);
+    return { json: this.#withPeers(head, 'Peers', peers), state };
+  }
+
+  /** The comparable form of what `node` is entitled to now. */
+  viewerState(node: TailnetNode, peers: readonly PeerEntry[]): ViewerState {
+    const nodePolicy = this.#policy.compiled.forNode(node.id);
+    return {
+      peers: new Map(peers.map((p) => [p.node.id, p.routes.join(',')])),
+      filter: JSON.stringify(nodePolicy.packetFilter),
+      ssh: JSON.stringify(nodePolicy.sshPolicy ?? null),
+      caps: JSON.stringify(nodePolicy.capMap),
+    };
   }
 
   /** One delta message, or undefined when it would say nothing. */
   delta(delta: Delta): Buffer | undefined {
-    const { self, changed, removed, patches } = delta;
-    if (self === undefined && changed.length === 0 && removed.length === 0 && patches.length === 0)
+    const { self, changed, removed, patches, packetFilter, sshPolicy } = delta;
+    const policyParts = packetFilter !== undefined || sshPolicy !== undefined;
+    if (self === undefined && changed.length + removed.length + patches.length === 0 && !policyParts)
       return undefined;
     const head: MapResponse = {};
     if (self !== undefined) head.Node = this.selfNode(self);
+    if (packetFilter !== undefined) head.PacketFilter = packetFilter;
+    if (sshPolicy !== undefined) head.SSHPolicy = sshPolicy ?? { rules: [] };
     if (removed.length > 0) head.PeersRemoved = removed;
     if (patches.length > 0) head.PeersChangedPatch = patches;
     // Presence also goes out in the dedicated field older tooling reads; the patch carries the same
@@ -135,21 +205,22 @@ export class MapBuilder {
     const presence = patches.filter((p) => p.Online !== undefined);
     if (presence.length > 0)
       head.OnlineChange = Object.fromEntries(presence.map((p) => [p.NodeID, p.Online === true]));
-    const profiled = self === undefined ? changed : [self, ...changed];
+    const profiled = changed.map((p) => p.node);
+    if (self !== undefined) profiled.unshift(self);
     if (profiled.length > 0) head.UserProfiles = this.profiles(profiled);
     head.ControlTime = delta.controlTime.toISOString();
     return this.#withPeers(head, 'PeersChanged', changed);
   }
 
   /** JSON of `head` with `field: [fragments…]` spliced in (left out when there are none). */
-  #withPeers(head: MapResponse, field: 'Peers' | 'PeersChanged', peers: TailnetNode[]): Buffer {
+  #withPeers(head: MapResponse, field: 'Peers' | 'PeersChanged', peers: readonly PeerEntry[]): Buffer {
     const json = JSON.stringify(head);
     if (peers.length === 0) return Buffer.from(json);
     const open = json === '{}' ? `{"${field}":[` : `${json.slice(0, -1)},"${field}":[`;
     const parts: Buffer[] = [Buffer.from(open)];
     for (const [i, peer] of peers.entries()) {
       if (i > 0) parts.push(COMMA);
-      parts.push(this.fragment(peer));
+      parts.push(this.fragment(peer.node, peer.routes));
     }
     parts.push(Buffer.from(']}'));
     return Buffer.concat(parts);

@@ -77,9 +77,20 @@ function baseNode(node: TailnetNode, baseDomain: string, now: Date): WireNode {
   return wire;
 }
 
-/** The node as its peers see it. Independent of the viewer, so it is encoded once per node version. */
-export function peerView(node: TailnetNode, baseDomain: string, now: Date): WireNode {
+/** The node as its peers see it; only the routes depend on the viewer, so it is encoded once per variant. */
+export function peerView(
+  node: TailnetNode,
+  baseDomain: string,
+  now: Date,
+  routes: readonly string[] = [],
+): WireNode {
   const wire = baseNode(node, baseDomain, now);
+  if (routes.length > 0) {
+    // Routes the viewer may use through this peer; exit routes are never "primary" (HA is per subnet).
+    wire.AllowedIPs = [...(wire.AllowedIPs ?? []), ...routes];
+    const primary = routes.filter((r) => r !== '0.0.0.0/0' && r !== '::/0');
+    if (primary.length > 0) wire.PrimaryRoutes = primary;
+  }
   wire.Endpoints = node.endpoints;
   wire.Hostinfo = hostinfoForPeers(node.hostinfo);
   wire.Online = node.online;

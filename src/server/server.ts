@@ -28,10 +28,11 @@ import {
 } from '../mapper/broadcaster.ts';
 import { MapBuilder } from '../mapper/builder.ts';
 import { buildDnsConfig } from '../mapper/dns.ts';
+import { PolicyView } from '../mapper/policy-view.ts';
 import type { Logger } from '../observe/logger.ts';
 import { createMetrics, type Metrics } from '../observe/metrics.ts';
+import { ALLOW_ALL_POLICY_TEXT, parsePolicy } from '../policy/index.ts';
 import { Tailnet, type TailnetOptions } from '../state/tailnet.ts';
-import { ALLOW_ALL_PACKET_FILTER } from '../tailcfg/index.ts';
 import { openAdminSocket } from './admin-socket.ts';
 import { lockDataDir } from './data-dir-lock.ts';
 import { type EmbeddedDerp, registerDerpRoutes, registerVerifyRoute, startEmbeddedDerp } from './derp.ts';
@@ -280,13 +281,17 @@ async function startControlPlane(
   // Registered after the tailnet, so it runs before it on stop.
   if (derp !== undefined) teardown.add(() => derp.close());
   const derpMap = await loadDerpMap(config.derp, log, derp?.region);
-  const builder = new MapBuilder(tailnet, {
-    baseDomain: config.dns.base_domain,
-    domain: new URL(config.server_url).hostname,
-    derpMap,
-    dnsConfig: buildDnsConfig(config.dns),
-    packetFilter: ALLOW_ALL_PACKET_FILTER,
-  });
+  const policyView = new PolicyView(tailnet, parsePolicy(ALLOW_ALL_POLICY_TEXT), config.server_url);
+  const builder = new MapBuilder(
+    tailnet,
+    {
+      baseDomain: config.dns.base_domain,
+      domain: new URL(config.server_url).hostname,
+      derpMap,
+      dnsConfig: buildDnsConfig(config.dns),
+    },
+    policyView,
+  );
   const broadcaster = new MapBroadcaster(tailnet, builder, {
     ...DEFAULT_BROADCASTER_OPTIONS,
     ...tuning.broadcaster,

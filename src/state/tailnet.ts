@@ -152,6 +152,11 @@ export class Tailnet {
     return this.#users.get(id);
   }
 
+  /** Users the model knows: every owner of a node, loaded at start or at registration. */
+  users(): IterableIterator<User> {
+    return this.#users.values();
+  }
+
   now(): Date {
     return this.#now();
   }
