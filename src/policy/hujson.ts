@@ -46,6 +46,8 @@ const SYNTAX_MESSAGES: Record<string, string> = {
 
 /** The syntax tree of a HuJSON document whose top level is an object; throws PolicyError otherwise. */
 export function parseHujson(text: string): JsonNode {
+  if (jsonc.stripComments(text).trim() === '')
+    throw new PolicyError('the policy is empty: write {} for a policy that allows nothing');
   const errors: jsonc.ParseError[] = [];
   const tree = jsonc.parseTree(text, errors, { allowTrailingComma: true, disallowComments: false });
   const first = errors[0];

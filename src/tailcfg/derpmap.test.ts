@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { DerpMapError, isCertPin, mergeDerpMaps, parseDerpMap, withoutCertPins } from './derpmap.ts';
-import { ALLOW_ALL_PACKET_FILTER } from './filters.ts';
 import type { DERPMap } from './types.ts';
 
 /** The shape of Tailscale's published map (controlplane.tailscale.com/derpmap/default), trimmed. */
@@ -164,13 +163,6 @@ describe('mergeDerpMaps', () => {
     assert.equal(merged.omitDefaultRegions, true);
     assert.deepEqual(mergeDerpMaps([]), { Regions: {} });
   });
-});
-
-test('the allow-all filter is the documented one', () => {
-  assert.equal(
-    JSON.stringify(ALLOW_ALL_PACKET_FILTER),
-    '[{"SrcIPs":["*"],"DstPorts":[{"IP":"*","Ports":{"First":0,"Last":65535}}]}]',
-  );
 });
 
 describe('withoutCertPins', () => {

@@ -26,11 +26,7 @@ import { TAGGED_DEVICES_USER_ID } from '../../src/mapper/node-view.ts';
 import { createLogger } from '../../src/observe/logger.ts';
 import { type RunningServer, type ServerTuning, startServer } from '../../src/server/server.ts';
 import type { TailnetNode } from '../../src/state/model.ts';
-import {
-  ALLOW_ALL_PACKET_FILTER,
-  MIN_SUPPORTED_CAPABILITY_VERSION,
-  unsupportedVersionMessage,
-} from '../../src/tailcfg/index.ts';
+import { MIN_SUPPORTED_CAPABILITY_VERSION, unsupportedVersionMessage } from '../../src/tailcfg/index.ts';
 import { DiscoPublic, type MachinePublic, NodePublic, PrivateKey } from '../../src/types/keys.ts';
 import {
   type ConnectOptions,
@@ -563,10 +559,13 @@ describe('map responses', () => {
     assert.deepEqual(message.DERPMap.Regions['900'].Nodes[0].HostName, '127.0.0.1');
     assert.equal(message.DERPMap.Regions['900'].RegionCode, 'test');
     assert.deepEqual(message.DNSConfig, { Proxied: true, Domains: [BASE_DOMAIN] });
+    // The default policy (every device to every device), as Tailscale's control plane encodes `*`.
     assert.deepEqual(message.PacketFilter, [
-      { SrcIPs: ['*'], DstPorts: [{ IP: '*', Ports: { First: 0, Last: 65535 } }] },
+      {
+        SrcIPs: ['100.64.0.0-100.115.91.255', '100.115.94.0-100.127.255.255', 'fd7a:115c:a1e0::/48'],
+        DstPorts: [{ IP: '*', Ports: { First: 0, Last: 65535 } }],
+      },
     ]);
-    assert.deepEqual(message.PacketFilter, ALLOW_ALL_PACKET_FILTER);
     assert.deepEqual(message.UserProfiles, [
       { ID: weft.alice.id, LoginName: 'alice@', DisplayName: 'alice' },
     ]);
