@@ -7,7 +7,8 @@
  * No case-specific code: any folder of captures in the same format runs the same way.
  */
 import assert from 'node:assert/strict';
-import { resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { describe, test } from 'node:test';
 import {
   autoApprovedRoutes,
@@ -20,7 +21,21 @@ import type { FilterRule } from '../../src/tailcfg/index.ts';
 import { firstLabel, loadPolicyCases, type PolicyCase } from './policy-cases.ts';
 
 const REPO = resolve(import.meta.dirname, '../..');
-const DIR = resolve(REPO, process.env.WEFT_POLICY_CASES ?? '../shared/conformance/policy');
+const DIR = process.env.WEFT_POLICY_CASES ? resolve(REPO, process.env.WEFT_POLICY_CASES) : defaultCasesDir();
+
+/**
+ * `../shared/conformance/policy` beside the project. A clean clone made elsewhere (CI clones main into
+ * a scratch folder) finds it beside the repository it was cloned from.
+ */
+function defaultCasesDir(): string {
+  const beside = (root: string) => resolve(root, '../shared/conformance/policy');
+  if (existsSync(beside(REPO))) return beside(REPO);
+  const config = existsSync(join(REPO, '.git/config')) ? readFileSync(join(REPO, '.git/config'), 'utf8') : '';
+  const origin = /\[remote "origin"\][^[]*?url\s*=\s*(\S+)/.exec(config)?.[1];
+  if (origin !== undefined && !origin.includes('://') && existsSync(beside(resolve(REPO, origin))))
+    return beside(resolve(REPO, origin));
+  return beside(REPO);
+}
 const cases = loadPolicyCases(DIR);
 
 /** Order inside a rule does not matter to the client; rule order and grouping do. */
