@@ -16,11 +16,13 @@ import Fastify, {
 import type { Store } from '../db/store.ts';
 import type { Logger } from '../observe/logger.ts';
 import type { Metrics } from '../observe/metrics.ts';
+import type { PolicyStore } from '../state/policy.ts';
 import type { Tailnet } from '../state/tailnet.ts';
 import { WeftError } from '../types/errors.ts';
 import { problemFor } from './problems.ts';
 import { registerApiKeyRoutes } from './routes/apikeys.ts';
 import { registerNodeRoutes } from './routes/nodes.ts';
+import { registerPolicyRoutes } from './routes/policy.ts';
 import { registerPreAuthKeyRoutes } from './routes/preauthkeys.ts';
 import { registerUserRoutes } from './routes/users.ts';
 import type { HealthJson } from './wire.ts';
@@ -32,6 +34,8 @@ export interface ApiDependencies {
   store: Store;
   /** The live tailnet: node changes go through it so connected clients hear about them at once. */
   tailnet: Tailnet;
+  /** The policy in force; without it the policy endpoints are not served. */
+  policy?: PolicyStore;
   logger: Logger;
   metrics?: Metrics;
   /** Health of the parts the server depends on; `status: 'fail'` answers 500. */
@@ -52,7 +56,11 @@ export interface RouteContext {
   tailnet: Tailnet;
   baseDomain: string;
   now: () => Date;
+  /** Who made an authenticated request: `local admin` or `apikey:<prefix>` (recorded with changes). */
+  callerOf: (request: FastifyRequest) => string;
 }
+
+const LOCAL_ADMIN = 'local admin';
 
 export function createApiApp(deps: ApiDependencies): FastifyInstance {
   const app = Fastify({
@@ -64,11 +72,13 @@ export function createApiApp(deps: ApiDependencies): FastifyInstance {
     return503OnClosing: true,
     ...(deps.https !== undefined ? { https: deps.https } : {}),
   });
+  const callers = new WeakMap<FastifyRequest, string>();
   const context: RouteContext = {
     store: deps.store,
     tailnet: deps.tailnet,
     baseDomain: deps.baseDomain ?? DEFAULT_BASE_DOMAIN,
     now: deps.now ?? (() => new Date()),
+    callerOf: (request) => callers.get(request) ?? 'unknown',
   };
   // The API speaks JSON only; Fastify would otherwise hand text/plain bodies to handlers as strings.
   app.removeContentTypeParser('text/plain');
@@ -96,11 +106,14 @@ export function createApiApp(deps: ApiDependencies): FastifyInstance {
 
   app.register(
     async (api) => {
-      api.addHook('onRequest', async (request) => authenticate(deps, context, request));
+      api.addHook('onRequest', async (request) => {
+        callers.set(request, await authenticate(deps, context, request));
+      });
       registerUserRoutes(api, context);
       registerPreAuthKeyRoutes(api, context);
       registerNodeRoutes(api, context);
       registerApiKeyRoutes(api, context);
+      if (deps.policy !== undefined) registerPolicyRoutes(api, context, deps.policy);
     },
     { prefix: '/api/v1' },
   );
@@ -112,12 +125,13 @@ function pathOf(url: string): string {
   return path.length > 100 ? `${path.slice(0, 100)}…` : path;
 }
 
+/** Who is calling, or a 401 when nobody valid is. */
 async function authenticate(
   deps: ApiDependencies,
   context: RouteContext,
   request: FastifyRequest,
-): Promise<void> {
-  if (deps.isLocalAdmin(request.raw)) return;
+): Promise<string> {
+  if (deps.isLocalAdmin(request.raw)) return LOCAL_ADMIN;
   const header = request.headers.authorization;
   const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
   if (!match?.[1]) {
@@ -128,6 +142,7 @@ async function authenticate(
   }
   const key = await context.store.apiKeys.authenticate(match[1], context.now());
   if (!key) throw new WeftError('UNAUTHENTICATED', 'the API key is unknown, malformed or expired');
+  return `apikey:${key.prefix}`;
 }
 
 function observeResponse(deps: ApiDependencies, request: FastifyRequest, reply: FastifyReply): void {

@@ -6,7 +6,15 @@
 import { request as httpRequest, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { isErrorCode } from '../types/errors.ts';
-import type { ApiKeyJson, NodeJson, PreAuthKeyJson, ProblemJson, UserJson } from './wire.ts';
+import type {
+  ApiKeyJson,
+  NodeJson,
+  PolicyCheckJson,
+  PolicyJson,
+  PreAuthKeyJson,
+  ProblemJson,
+  UserJson,
+} from './wire.ts';
 
 export type ApiTarget = { socketPath: string } | { url: string; apiKey: string };
 
@@ -122,9 +130,28 @@ export class ApiClient {
     );
   }
 
-  #call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  getPolicy(): Promise<PolicyJson> {
+    return this.#call<PolicyJson>('GET', '/api/v1/policy');
+  }
+
+  /** Replaces the policy; `ifMatch` refuses the change if the policy changed since it was read. */
+  setPolicy(policy: string, ifMatch?: string): Promise<PolicyJson> {
+    const headers: Record<string, string> = ifMatch === undefined ? {} : { 'if-match': ifMatch };
+    return this.#call<PolicyJson>('PUT', '/api/v1/policy', { policy }, headers);
+  }
+
+  checkPolicy(policy: string): Promise<PolicyCheckJson> {
+    return this.#call<PolicyCheckJson>('POST', '/api/v1/policy/check', { policy });
+  }
+
+  #call<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    extraHeaders: Record<string, string> = {},
+  ): Promise<T> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const headers: Record<string, string> = { accept: 'application/json' };
+    const headers: Record<string, string> = { accept: 'application/json', ...extraHeaders };
     if (payload) {
       headers['content-type'] = 'application/json';
       headers['content-length'] = String(payload.length);

@@ -5,6 +5,7 @@
  */
 import type { z } from 'zod';
 import { isDatabaseUnavailable } from '../db/errors.ts';
+import { PolicyError } from '../policy/index.ts';
 import { ERROR_CATALOGUE, type ErrorCode, WeftError } from '../types/errors.ts';
 import type { ProblemJson } from './wire.ts';
 
@@ -40,8 +41,19 @@ function fromFastify(err: FastifyLikeError): ProblemJson | undefined {
   return undefined;
 }
 
+/** An invalid policy or failing tests, with the location and failures kept apart for scripts. */
+function fromPolicy(err: PolicyError): ProblemJson {
+  const failed = err.failures.length > 0;
+  const out = problem(failed ? 'POLICY_TESTS_FAILED' : 'POLICY_INVALID', err.describe());
+  if (err.location !== undefined)
+    Object.assign(out, { line: err.location.line, column: err.location.column });
+  if (failed) out.failures = [...err.failures];
+  return out;
+}
+
 export function problemFor(err: unknown): ProblemJson {
   if (err instanceof WeftError) return problem(err.code, err.message);
+  if (err instanceof PolicyError) return fromPolicy(err);
   if (isDatabaseUnavailable(err)) {
     return problem('DATABASE_UNAVAILABLE', 'the database is unavailable; the server log has the details');
   }

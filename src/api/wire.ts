@@ -79,7 +79,36 @@ export interface ProblemJson {
   code: ErrorCode;
   title: string;
   detail: string;
+  /** POLICY_INVALID: where in the policy text the problem is (1-based). */
+  line?: number;
+  column?: number;
+  /** POLICY_TESTS_FAILED: one line per failing test. */
+  failures?: string[];
 }
+
+/** `GET /api/v1/policy`, and the answer to a `PUT`. */
+export interface PolicyJson {
+  /** The policy text exactly as set (HuJSON). */
+  policy: string;
+  /** Database: the version number (0 = nothing set yet: the built-in allow-all). File: reloads so far. */
+  version: number;
+  /** When this version was set or read from the file; null for the built-in default. */
+  updatedAt: string | null;
+  /** Who set it: `local admin` (the admin socket) or `apikey:<prefix>`. */
+  author: string | null;
+  mode: 'database' | 'file';
+}
+
+/** `POST /api/v1/policy/check`: the policy compiled and its tests passed against the live tailnet. */
+export interface PolicyCheckJson {
+  ok: true;
+  /** How many tests and sshTests ran (and passed). */
+  tests: number;
+}
+
+export const policyBody = z.strictObject({
+  policy: z.string().min(1, 'the policy text is empty'),
+});
 
 export interface HealthJson {
   status: 'pass' | 'fail';

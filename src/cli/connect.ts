@@ -36,6 +36,11 @@ export function resolveTarget(options: GlobalOptions, env: NodeJS.ProcessEnv = p
   return { socketPath: adminSocketPath(config.data_dir) };
 }
 
+/** True when the CLI talks to a remote server (--server or WEFT_SERVER), not the local socket. */
+export function isRemote(options: GlobalOptions, env: NodeJS.ProcessEnv = process.env): boolean {
+  return Boolean(options.server ?? env.WEFT_SERVER);
+}
+
 export function connect(options: GlobalOptions): ApiClient {
   return new ApiClient(resolveTarget(options));
 }

@@ -5,14 +5,16 @@
 import { Command, CommanderError } from '@commander-js/extra-typings';
 import { ApiError } from '../api/client.ts';
 import { ConfigError } from '../config/index.ts';
+import { PolicyError } from '../policy/index.ts';
 import { StartupError } from '../server/server.ts';
 import { apiKeysCommand } from './commands/apikeys.ts';
 import { nodesCommand } from './commands/nodes.ts';
+import { policyCommand } from './commands/policy.ts';
 import { preAuthKeysCommand } from './commands/preauthkeys.ts';
 import { serveCommand } from './commands/serve.ts';
 import { usersCommand } from './commands/users.ts';
-import { connect, type GlobalOptions } from './connect.ts';
-import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './errors.ts';
+import { connect, type GlobalOptions, isRemote } from './connect.ts';
+import { CommandError, EXIT_FAILURE, EXIT_USAGE, UsageError } from './errors.ts';
 
 type AnyCommand = Command<unknown[], Record<string, unknown>>;
 
@@ -36,6 +38,7 @@ export function buildProgram(): Command {
   program.addCommand(preAuthKeysCommand(connectFrom));
   program.addCommand(nodesCommand(connectFrom));
   program.addCommand(apiKeysCommand(connectFrom));
+  program.addCommand(policyCommand(connectFrom, (command) => isRemote(globalOptions(command))));
   for (const command of program.commands) propagateSettings(command);
   return program as unknown as Command;
 }
@@ -76,8 +79,15 @@ function describeFailure(err: unknown): [string | undefined, number] {
     return helpOnly ? [undefined, 0] : [sentence(err.message), EXIT_USAGE];
   }
   if (err instanceof UsageError) return [err.message, EXIT_USAGE];
+  // A refused policy: Tailscale's message with its line and column, or the failing tests.
+  if (err instanceof PolicyError) return [err.describe(), EXIT_FAILURE];
   // Expected failures carry a sentence written for the admin (a config error: one line per problem).
-  if (err instanceof ApiError || err instanceof StartupError || err instanceof ConfigError) {
+  if (
+    err instanceof ApiError ||
+    err instanceof StartupError ||
+    err instanceof ConfigError ||
+    err instanceof CommandError
+  ) {
     return [err.message, EXIT_FAILURE];
   }
   // A bug: one line by default; NODE_DEBUG=weft adds the stack trace.

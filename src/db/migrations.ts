@@ -123,8 +123,16 @@ const initialSchema: MigrationStep = async (db, t) => {
     .execute();
 };
 
+/** Who set each policy version (an API key prefix, `local admin`, …); older rows have none. */
+const policyAuthor: MigrationStep = async (db) => {
+  await db.schema.alterTable('policies').addColumn('author', 'text').execute();
+};
+
 /** Ordered by name; append only. */
-const MIGRATIONS: ReadonlyArray<[name: string, up: MigrationStep]> = [['0001_initial_schema', initialSchema]];
+const MIGRATIONS: ReadonlyArray<[name: string, up: MigrationStep]> = [
+  ['0001_initial_schema', initialSchema],
+  ['0002_policy_author', policyAuthor],
+];
 
 export const MIGRATION_NAMES: readonly string[] = MIGRATIONS.map(([name]) => name);
 

@@ -64,6 +64,8 @@ export interface ApiKey {
 export interface PolicyVersion {
   id: number;
   data: string;
+  /** Who set it; null for versions written before authors were recorded. */
+  author: string | null;
   createdAt: Date;
 }
 

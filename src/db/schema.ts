@@ -78,6 +78,7 @@ export interface ApiKeysTable {
 export interface PoliciesTable {
   id: Generated<number>;
   data: string;
+  author: string | null;
   created_at: Timestamp;
 }
 

@@ -7,37 +7,12 @@
  * addresses, owner, tags or routes can change who sees whom (`structural`), and a new or re-described
  * node only needs checking against the others (`incremental`).
  */
-import {
-  type CompiledPolicy,
-  compilePolicy,
-  type Policy,
-  type PolicyNode,
-  type PolicyTailnet,
-} from '../policy/index.ts';
+import { type CompiledPolicy, compilePolicy, type Policy } from '../policy/index.ts';
 import type { NodeChange, TailnetNode } from '../state/model.ts';
+import { policyNode, policyTailnet } from '../state/policy.ts';
 import type { Tailnet } from '../state/tailnet.ts';
 
 export type PolicyImpact = 'none' | 'incremental' | 'structural';
-
-export function policyNode(node: TailnetNode): PolicyNode {
-  const routable = node.hostinfo.RoutableIPs;
-  return {
-    id: node.id,
-    ipv4: node.ipv4,
-    ipv6: node.ipv6,
-    userId: node.userId,
-    tags: node.tags,
-    advertisedRoutes: Array.isArray(routable)
-      ? routable.filter((r): r is string => typeof r === 'string')
-      : [],
-    approvedRoutes: node.approvedRoutes,
-  };
-}
-
-export function policyTailnet(tailnet: Tailnet): PolicyTailnet {
-  const users = [...tailnet.users()].map((u) => ({ id: u.id, name: u.name, email: u.email }));
-  return { users, nodes: [...tailnet.nodes()].map(policyNode) };
-}
 
 /** What of a node the policy reads; when this text changes, visibility may change for anyone. */
 function fingerprint(node: TailnetNode): string {

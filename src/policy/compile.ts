@@ -113,6 +113,7 @@ class Compiled implements CompiledPolicy {
   readonly #rules: CompiledRule[] = [];
   readonly #views = new Map<number, NodePolicy>();
   readonly #primaries: ReadonlyMap<string, number>;
+  #unowned: FilterRule[] | undefined;
 
   constructor(policy: Policy, tailnet: PolicyTailnet, options: CompileOptions) {
     this.policy = policy;
@@ -243,6 +244,24 @@ class Compiled implements CompiledPolicy {
           };
     this.#views.set(nodeId, view);
     return view;
+  }
+
+  /**
+   * What the rules allow toward an address no node holds (a test's IP literal, or any address while
+   * the tailnet is empty): every direct rule with its destinations as written, so a policy's tests can
+   * be checked before the nodes they talk about exist.
+   */
+  unownedFilter(): FilterRule[] {
+    this.#unowned ??= mergeRules(
+      this.#rules.flatMap((compiled) => {
+        const rule = compiled.rule;
+        if (compiled.self || compiled.rule.kind !== 'packet') return [];
+        const global = rule as GlobalRule;
+        if (global.src.texts.length === 0 || global.via.length > 0 || global.dsts.length === 0) return [];
+        return [packetRule(global.src.texts, global.dsts, global.proto)];
+      }),
+    );
+    return this.#unowned;
   }
 
   #filterFor(node: IndexedNode): FilterRule[] {

@@ -13,7 +13,12 @@ import { type IndexedNode, Resolver, type TailnetIndex } from './resolve.ts';
 const DEFAULT_PROTOS = [6, 17, 1, 58];
 const TEST_PROTOS: Record<string, number> = { '': 6, tcp: 6, udp: 17, sctp: 132 };
 
-export function runPolicyTests(policy: Policy, index: TailnetIndex, compiled: CompiledPolicy): string[] {
+/** The compiled policy as tests read it: per-node filters, and the rules toward addresses no node holds. */
+export interface TestablePolicy extends CompiledPolicy {
+  unownedFilter(): FilterRule[];
+}
+
+export function runPolicyTests(policy: Policy, index: TailnetIndex, compiled: TestablePolicy): string[] {
   const resolver = new Resolver(policy, index);
   const failures: string[] = [];
   for (const test of policy.tests) failures.push(...packetTest(test, policy, resolver, index, compiled));
@@ -54,7 +59,7 @@ function packetTest(
   policy: Policy,
   resolver: Resolver,
   index: TailnetIndex,
-  compiled: CompiledPolicy,
+  compiled: TestablePolicy,
 ): string[] {
   const where = `test at line ${test.line}`;
   const srcAlias = testAlias(test.src, policy, false);
@@ -107,7 +112,7 @@ function parseTarget(
 
 /** Whether a packet from `src` to `dst:port` passes the filter of whoever receives it. */
 function allowed(
-  compiled: CompiledPolicy,
+  compiled: TestablePolicy,
   index: TailnetIndex,
   src: Range,
   dst: Range,
@@ -119,9 +124,11 @@ function allowed(
     owner !== undefined
       ? [owner]
       : index.nodes.filter((n) => n.subnets.some((s) => covers(s, dst)) || n.exit);
-  return receivers.some((node) =>
-    compiled.forNode(node.id).packetFilter.some((rule) => ruleAllows(rule, src, dst, port, proto)),
-  );
+  const filters =
+    receivers.length > 0
+      ? receivers.map((node) => compiled.forNode(node.id).packetFilter)
+      : [compiled.unownedFilter()];
+  return filters.some((filter) => filter.some((rule) => ruleAllows(rule, src, dst, port, proto)));
 }
 
 function ruleAllows(rule: FilterRule, src: Range, dst: Range, port: number, proto: number): boolean {
@@ -144,7 +151,7 @@ function sshTest(
   policy: Policy,
   resolver: Resolver,
   index: TailnetIndex,
-  compiled: CompiledPolicy,
+  compiled: TestablePolicy,
 ): string[] {
   const where = `sshTest at line ${test.line}`;
   const srcAlias = testAlias(test.src, policy, false);

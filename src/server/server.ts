@@ -7,6 +7,7 @@
  *   admin socket  <data_dir>/weft.sock     REST API for the local CLI, no API key
  *   server key    <data_dir>/noise_private.key   the control plane's Noise key, made on first start
  *   tailnet       in-memory model of users and nodes, loaded from the database, written through
+ *   policy        the policy in force (database versions or policy.path, watched; SIGHUP reloads)
  *   DERP + STUN   listen_addr /derp, UDP stun_listen_addr   embedded relay (derp.ts), its key in the data dir
  *   HTTP(S)       listen_addr              /key, /ts2021 (control protocol), /derp, /verify, /health,
  *                                          /api/v1 (bearer API keys); TLS with tls_cert_path/tls_key_path
@@ -31,8 +32,9 @@ import { buildDnsConfig } from '../mapper/dns.ts';
 import { PolicyView } from '../mapper/policy-view.ts';
 import type { Logger } from '../observe/logger.ts';
 import { createMetrics, type Metrics } from '../observe/metrics.ts';
-import { ALLOW_ALL_POLICY_TEXT, parsePolicy } from '../policy/index.ts';
+import { PolicyStore, policyTailnet } from '../state/policy.ts';
 import { Tailnet, type TailnetOptions } from '../state/tailnet.ts';
+import { WeftError } from '../types/errors.ts';
 import { openAdminSocket } from './admin-socket.ts';
 import { lockDataDir } from './data-dir-lock.ts';
 import { type EmbeddedDerp, registerDerpRoutes, registerVerifyRoute, startEmbeddedDerp } from './derp.ts';
@@ -59,6 +61,7 @@ export interface RunningServer {
   readonly metricsAddress: string | undefined;
   readonly store: Store;
   readonly tailnet: Tailnet;
+  readonly policy: PolicyStore;
   /** The embedded DERP relay, when derp.server.enabled. */
   readonly derp: EmbeddedDerp | undefined;
   close(): Promise<void>;
@@ -153,7 +156,7 @@ async function assemble(
   teardown.add(() => closeServer(admin.server));
 
   const metrics = createMetrics();
-  const { tailnet, control, derp } = await startControlPlane(config, {
+  const { tailnet, policy, control, derp } = await startControlPlane(config, {
     store,
     log,
     metrics,
@@ -166,6 +169,7 @@ async function assemble(
     ...(tls !== undefined ? { https: tls } : {}),
     store,
     tailnet,
+    policy,
     baseDomain: config.dns.base_domain,
     logger: log,
     metrics,
@@ -231,6 +235,7 @@ async function assemble(
     metricsAddress: metricsServer && formatAddress(metricsServer),
     store,
     tailnet,
+    policy,
     derp,
     close: () => teardown.run(log),
   };
@@ -265,7 +270,12 @@ interface ControlPlaneParts {
 async function startControlPlane(
   config: Config,
   { store, log, metrics, teardown, tuning, tlsCert }: ControlPlaneParts,
-): Promise<{ tailnet: Tailnet; control: ControlPlane; derp: EmbeddedDerp | undefined }> {
+): Promise<{
+  tailnet: Tailnet;
+  policy: PolicyStore;
+  control: ControlPlane;
+  derp: EmbeddedDerp | undefined;
+}> {
   const serverKey = await loadOrCreateServerKey(config.data_dir);
   const tailnet = await Tailnet.load({
     store,
@@ -275,13 +285,15 @@ async function startControlPlane(
     ...tuning.tailnet,
   });
   teardown.add(() => tailnet.close());
+  const policy = await openPolicy(config, store, tailnet, log);
+  teardown.add(async () => policy.close());
   const derp = config.derp.server.enabled
     ? await startEmbeddedDerp(config, tailnet, log, tlsCert)
     : undefined;
   // Registered after the tailnet, so it runs before it on stop.
   if (derp !== undefined) teardown.add(() => derp.close());
   const derpMap = await loadDerpMap(config.derp, log, derp?.region);
-  const policyView = new PolicyView(tailnet, parsePolicy(ALLOW_ALL_POLICY_TEXT), config.server_url);
+  const policyView = new PolicyView(tailnet, policy.current.policy, config.server_url);
   const builder = new MapBuilder(
     tailnet,
     {
@@ -298,6 +310,7 @@ async function startControlPlane(
     log: log.child({ component: 'mapper' }),
   });
   teardown.add(async () => broadcaster.close());
+  policy.subscribe((active) => broadcaster.policyChanged(active.policy));
   const control = new ControlPlane({ tailnet, broadcaster, serverKey, log, metrics });
   metrics.observeTailnet(() => {
     let online = 0;
@@ -305,7 +318,22 @@ async function startControlPlane(
     return { nodes: tailnet.size, online, streams: broadcaster.sessionCount };
   });
   if (derp !== undefined) metrics.observeDerp(() => derp.server.stats);
-  return { tailnet, control, derp };
+  return { tailnet, policy, control, derp };
+}
+
+async function openPolicy(config: Config, store: Store, tailnet: Tailnet, log: Logger): Promise<PolicyStore> {
+  try {
+    return await PolicyStore.open({
+      config: config.policy,
+      repository: store.policies,
+      tailnet: () => policyTailnet(tailnet),
+      serverUrl: config.server_url,
+      log: log.child({ component: 'policy' }),
+    });
+  } catch (err) {
+    if (err instanceof WeftError) throw new StartupError(err.message, { cause: err });
+    throw err;
+  }
 }
 
 async function readTls(config: Config): Promise<{ cert: Buffer; key: Buffer } | undefined> {
@@ -356,8 +384,16 @@ export async function serveUntilSignal(config: Config, log: Logger): Promise<voi
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
-  const running = await startServer(config, log);
+  // SIGHUP re-reads the policy file (policy.mode: file), as admins expect from a daemon; one that
+  // arrives during start-up must not kill weft either.
+  let running: RunningServer | undefined;
+  const reload = () => {
+    running?.policy.reload().catch((err: unknown) => log.error({ err }, 'policy reload failed'));
+  };
+  process.on('SIGHUP', reload);
+  running = await startServer(config, log);
   const signal = await stopRequested;
+  process.off('SIGHUP', reload);
   log.info({ signal }, 'stopping');
   const force = () => {
     log.warn('second signal: exiting without a clean stop');

@@ -46,6 +46,8 @@ export interface WeftServer {
   waitForLog(match: (entry: LogEntry) => boolean, timeoutMs: number): Promise<LogEntry>;
   /** Raw output (stdout and stderr). */
   output(): string;
+  /** Sends a signal without waiting (e.g. SIGHUP to reload the policy file). */
+  signal(signal: NodeJS.Signals): void;
   /** Sends `signal` (SIGTERM by default) and waits for the exit; removes the data dir unless asked to keep it. */
   stop(options?: {
     signal?: NodeJS.Signals;
@@ -149,6 +151,9 @@ export async function startWeft(options: StartWeftOptions = {}): Promise<WeftSer
       }),
     waitForLog,
     output: () => output.text(),
+    signal: (signal) => {
+      child.kill(signal);
+    },
     stop,
   };
 }

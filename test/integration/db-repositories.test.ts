@@ -318,10 +318,15 @@ for (const [dialect, options] of Object.entries(dialects)) {
 
     test('policies: append-only versions, newest in force', async () => {
       assert.equal(await store.policies.current(), undefined);
-      await store.policies.append('{"acls": []}');
-      const second = await store.policies.append('{"acls": [] /* v2 */}');
+      const first = await store.policies.append('{"acls": []}', null);
+      const second = await store.policies.append('{"acls": [] /* v2 */}', 'apikey:abc123');
       assert.deepEqual(await store.policies.current(), second);
-      assert.equal((await store.policies.history()).length, 2);
+      assert.equal(second.author, 'apikey:abc123');
+      assert.equal(first.author, null);
+      assert.deepEqual(
+        (await store.policies.history()).map((v) => v.id),
+        [second.id, first.id],
+      );
     });
 
     test('transactions roll back every write when the work throws', async () => {

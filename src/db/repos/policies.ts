@@ -4,7 +4,7 @@ import { type PolicyVersion, toDate } from '../records.ts';
 import type { Database, PoliciesTable } from '../schema.ts';
 
 function toPolicyVersion(row: Selectable<PoliciesTable>): PolicyVersion {
-  return { id: row.id, data: row.data, createdAt: toDate(row.created_at) };
+  return { id: row.id, data: row.data, author: row.author, createdAt: toDate(row.created_at) };
 }
 
 export class PolicyRepository {
@@ -24,10 +24,10 @@ export class PolicyRepository {
     return row && toPolicyVersion(row);
   }
 
-  async append(data: string, now = new Date()): Promise<PolicyVersion> {
+  async append(data: string, author: string | null, now = new Date()): Promise<PolicyVersion> {
     const row = await this.#db
       .insertInto('policies')
-      .values({ data, created_at: now })
+      .values({ data, author, created_at: now })
       .returningAll()
       .executeTakeFirstOrThrow();
     return toPolicyVersion(row);
