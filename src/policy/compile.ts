@@ -30,6 +30,7 @@ import {
 } from './ranges.ts';
 import { type IndexedNode, indexTailnet, type Resolved, Resolver, type TailnetIndex } from './resolve.ts';
 import { compileSsh } from './ssh.ts';
+import { withTestDevices } from './test-devices.ts';
 import { runPolicyTests } from './tests.ts';
 
 /** One DstPorts entry before reduction: its wire text plus the range it covers (`all` for "*"). */
@@ -101,7 +102,9 @@ export function checkPolicy(
 ): { policy: Policy; compiled: CompiledPolicy } {
   const policy = parsePolicy(text);
   const compiled = new Compiled(policy, tailnet, options);
-  const failures = runPolicyTests(policy, compiled.index, compiled);
+  const testTailnet = withTestDevices(policy, tailnet);
+  const tested = testTailnet === tailnet ? compiled : new Compiled(policy, testTailnet, options);
+  const failures = runPolicyTests(policy, tested.index, tested);
   if (failures.length > 0) throw new PolicyError('test(s) failed', undefined, failures);
   return { policy, compiled };
 }
