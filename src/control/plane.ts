@@ -281,6 +281,7 @@ export class ControlPlane {
           return respondText(stream, 204, '');
         default:
           stream.resume();
+          if (path?.startsWith(SSH_ACTION_PREFIX)) return respondJson(stream, 200, SSH_CHECK_REJECTED);
           return respondText(stream, 404, `${route} is not served by weft`);
       }
     };
@@ -324,6 +325,17 @@ export class ControlPlane {
     this.#webSockets.close();
   }
 }
+
+/**
+ * Where a destination node asks what to do with an SSH session in check mode (the policy's
+ * holdAndDelegate URL). Checking needs the user to re-authenticate in a browser, which weft's login
+ * flows do not offer yet, so every check is refused: safe, and tailscaled tells the user why.
+ */
+const SSH_ACTION_PREFIX = '/machine/ssh/action/';
+const SSH_CHECK_REJECTED = {
+  reject: true,
+  message: 'weft cannot re-authenticate SSH check-mode sessions yet; use "action": "accept" in the policy\n',
+};
 
 function respondText(stream: ServerHttp2Stream, status: number, text: string): void {
   if (stream.destroyed || stream.closed) return;

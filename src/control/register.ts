@@ -30,6 +30,11 @@ export const AUTH_KEY_ERRORS: Record<AuthKeyRejection, string> = {
   used: 'auth key was already used: it is single-use; create a new one or use a --reusable key',
 };
 
+/** Tailscale's own words (Go's %v of a string slice), which admins search for. */
+export function deniedTagsError(denied: readonly string[]): string {
+  return `requested tags [${denied.join(' ')}] are invalid or not permitted`;
+}
+
 export const WRONG_MACHINE_ERROR = 'this node key is registered to a different machine';
 
 export const NEEDS_AUTH_KEY_ERROR =
@@ -137,6 +142,13 @@ async function register(request: RegisterRequest, ctx: RegisterContext): Promise
     ephemeral: request.Ephemeral === true,
   });
   if (!registration.ok) {
+    if (registration.reason === 'tags') {
+      log.info(
+        { machine_key: machineKey, denied: registration.denied },
+        'register refused: tags not permitted',
+      );
+      return { Error: deniedTagsError(registration.denied) };
+    }
     log.info({ machine_key: machineKey, reason: registration.reason }, 'register refused: bad auth key');
     return { Error: AUTH_KEY_ERRORS[registration.reason] };
   }

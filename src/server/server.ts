@@ -32,7 +32,7 @@ import { buildDnsConfig } from '../mapper/dns.ts';
 import { PolicyView } from '../mapper/policy-view.ts';
 import type { Logger } from '../observe/logger.ts';
 import { createMetrics, type Metrics } from '../observe/metrics.ts';
-import { PolicyStore, policyTailnet } from '../state/policy.ts';
+import { PolicyStore, policyTailnet, tailnetPolicy } from '../state/policy.ts';
 import { Tailnet, type TailnetOptions } from '../state/tailnet.ts';
 import { WeftError } from '../types/errors.ts';
 import { openAdminSocket } from './admin-socket.ts';
@@ -287,6 +287,9 @@ async function startControlPlane(
   teardown.add(() => tailnet.close());
   const policy = await openPolicy(config, store, tailnet, log);
   teardown.add(async () => policy.close());
+  tailnet.usePolicy(tailnetPolicy(tailnet, () => policy.current.policy));
+  // Routes advertised while weft was down, or under an older policy, get approved at start too.
+  await tailnet.applyAutoApprovals();
   const derp = config.derp.server.enabled
     ? await startEmbeddedDerp(config, tailnet, log, tlsCert)
     : undefined;
@@ -310,7 +313,12 @@ async function startControlPlane(
     log: log.child({ component: 'mapper' }),
   });
   teardown.add(async () => broadcaster.close());
-  policy.subscribe((active) => broadcaster.policyChanged(active.policy));
+  policy.subscribe((active) => {
+    broadcaster.policyChanged(active.policy);
+    tailnet
+      .applyAutoApprovals()
+      .catch((err: unknown) => log.error({ err }, 'could not apply autoApprovers after a policy change'));
+  });
   const control = new ControlPlane({ tailnet, broadcaster, serverKey, log, metrics });
   metrics.observeTailnet(() => {
     let online = 0;

@@ -20,8 +20,10 @@ import type { PolicyRepository } from '../db/repos/policies.ts';
 import type { Logger } from '../observe/logger.ts';
 import {
   ALLOW_ALL_POLICY_TEXT,
+  autoApprovedRoutes,
   type CompiledPolicy,
   checkPolicy,
+  deniedTags,
   type Policy,
   PolicyError,
   type PolicyNode,
@@ -30,7 +32,7 @@ import {
 } from '../policy/index.ts';
 import { WeftError } from '../types/errors.ts';
 import type { TailnetNode } from './model.ts';
-import type { Tailnet } from './tailnet.ts';
+import type { Tailnet, TailnetPolicy } from './tailnet.ts';
 
 export interface ActivePolicy {
   /** The policy exactly as it was set (HuJSON, comments kept). */
@@ -86,6 +88,42 @@ export function policyNode(node: TailnetNode): PolicyNode {
 export function policyTailnet(tailnet: Tailnet): PolicyTailnet {
   const users = [...tailnet.users()].map((u) => ({ id: u.id, name: u.name, email: u.email }));
   return { users, nodes: [...tailnet.nodes()].map(policyNode) };
+}
+
+/**
+ * The tailnet's view of the policy in force: tags at registration and autoApprovers. Tag ownership only
+ * needs the users (owners are users, groups of users, or tags the node already has), and whether a node
+ * is an approver only needs the node itself, so neither walks every node of a large tailnet.
+ */
+export function tailnetPolicy(tailnet: Tailnet, current: () => Policy): TailnetPolicy {
+  const users = () => [...tailnet.users()].map((u) => ({ id: u.id, name: u.name, email: u.email }));
+  return {
+    tagsFor(owner, requested) {
+      const policy = current();
+      const onlyUsers = { users: users(), nodes: [] };
+      if (owner.keyTags.length > 0) {
+        // The admin who made the key may apply any tag the policy defines; the client may add tags
+        // that the key's tags own.
+        const extra = requested.filter((tag) => !owner.keyTags.includes(tag));
+        const denied = [
+          ...owner.keyTags.filter((tag) => !policy.tagOwners.has(tag)),
+          ...deniedTags(policy, onlyUsers, { userId: null, tags: owner.keyTags }, extra),
+        ];
+        return denied.length > 0 ? { denied } : { tags: unique([...owner.keyTags, ...extra]) };
+      }
+      if (requested.length === 0) return { tags: [] };
+      const denied = deniedTags(policy, onlyUsers, { userId: owner.userId, tags: [] }, requested);
+      return denied.length > 0 ? { denied } : { tags: unique(requested) };
+    },
+    autoApprovedRoutes(node) {
+      const candidate: PolicyNode = { ...node, approvedRoutes: [] };
+      return autoApprovedRoutes(current(), { users: users(), nodes: [candidate] }, candidate);
+    },
+  };
+}
+
+function unique(tags: readonly string[]): string[] {
+  return [...new Set(tags)].sort();
 }
 
 export class PolicyStore {

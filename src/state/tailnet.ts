@@ -46,6 +46,42 @@ export interface TailnetOptions {
 
 export type AuthKeyRejection = 'invalid' | 'expired' | 'used';
 
+/**
+ * What the policy decides about a node as it registers or advertises routes (docs/policy.md §7): which
+ * tags it may carry and which of its routes autoApprovers approve. Without one, every well-formed tag is
+ * accepted and nothing is approved automatically (a bare tailnet, as in unit tests).
+ */
+export interface TailnetPolicy {
+  /**
+   * The tags a node registering with this key gets, or the tags it may not have. `keyTags` were set by
+   * an admin on the pre-auth key; `requested` come from the client (`--advertise-tags`).
+   */
+  tagsFor(
+    owner: { userId: number | null; keyTags: readonly string[] },
+    requested: readonly string[],
+  ): { tags: string[] } | { denied: string[] };
+  /** The node's advertised routes that autoApprovers approve (exit routes included). */
+  autoApprovedRoutes(node: {
+    id: number;
+    userId: number | null;
+    tags: readonly string[];
+    ipv4: string | null;
+    ipv6: string | null;
+    advertisedRoutes: readonly string[];
+  }): string[];
+}
+
+/** The routes a client advertises (`--advertise-routes`, `--advertise-exit-node`). */
+export function advertisedRoutes(hostinfo: Hostinfo): string[] {
+  const routable = hostinfo.RoutableIPs;
+  return Array.isArray(routable) ? routable.filter((r): r is string => typeof r === 'string') : [];
+}
+
+function requestedTags(hostinfo: Hostinfo): string[] {
+  const tags = hostinfo.RequestTags;
+  return Array.isArray(tags) ? tags.filter((t): t is string => typeof t === 'string') : [];
+}
+
 export interface AuthKeyRegistration {
   machineKey: MachinePublic;
   nodeKey: NodePublic;
@@ -57,7 +93,9 @@ export interface AuthKeyRegistration {
 
 export type Registration =
   | { ok: true; node: TailnetNode; created: boolean }
-  | { ok: false; reason: AuthKeyRejection };
+  | { ok: false; reason: AuthKeyRejection }
+  /** The key's tags or the client's requested tags are not defined, or not the owner's to apply. */
+  | { ok: false; reason: 'tags'; denied: string[] };
 
 /** Who owns a node and how it was authorised: what a pre-auth key decides. */
 type Ownership = Pick<TailnetNode, 'userId' | 'tags' | 'ephemeral' | 'authKeyId'>;
@@ -107,6 +145,7 @@ export class Tailnet {
   #expiryTimer: NodeJS.Timeout | undefined;
   #expiryCheckedAt: Date;
   #closed = false;
+  #policy: TailnetPolicy | undefined;
 
   private constructor(options: TailnetOptions, nodes: Node[], users: User[]) {
     this.#store = options.store;
@@ -128,6 +167,11 @@ export class Tailnet {
   static async load(options: TailnetOptions): Promise<Tailnet> {
     const [nodes, users] = await Promise.all([options.store.nodes.list(), options.store.users.list()]);
     return new Tailnet(options, nodes, users);
+  }
+
+  /** From now on, registrations and advertised routes follow this policy. */
+  usePolicy(policy: TailnetPolicy): void {
+    this.#policy = policy;
   }
 
   // ---- reading ----
@@ -206,9 +250,14 @@ export class Tailnet {
       const existing = clash ?? this.#identityNode(request.machineKey, key);
       const reRun = existing?.authKeyId === key.id;
       if (key.userId !== null) await this.#loadUser(key.userId);
+      const decided = this.#policy?.tagsFor(
+        { userId: key.userId, keyTags: key.tags },
+        requestedTags(request.hostinfo),
+      ) ?? { tags: key.tags };
+      if ('denied' in decided) return { ok: false, reason: 'tags', denied: decided.denied };
       const ownership: Ownership = {
-        userId: key.tags.length > 0 ? null : key.userId,
-        tags: key.tags,
+        userId: decided.tags.length > 0 ? null : key.userId,
+        tags: decided.tags,
         ephemeral: key.ephemeral || request.ephemeral,
         authKeyId: key.id,
       };
@@ -248,6 +297,11 @@ export class Tailnet {
     const hostname = hostnameOf(request.hostinfo);
     const givenName = uniqueGivenName(sanitizeHostname(hostname), (name) => this.#givenNames.has(name));
     const { ipv4, ipv6 } = this.#allocator.next();
+    const approvedRoutes = this.#autoApproved(
+      { id: 0, userId: ownership.userId, tags: ownership.tags, ipv4, ipv6 },
+      request.hostinfo,
+      [],
+    );
     let record: Node | undefined;
     try {
       record = await this.#store.transaction(async (repos) => {
@@ -263,6 +317,7 @@ export class Tailnet {
             givenName,
             registerMethod: 'authkey',
             hostinfo: request.hostinfo,
+            approvedRoutes,
             ...ownership,
           },
           now,
@@ -291,6 +346,7 @@ export class Tailnet {
       nodeKey: request.nodeKey,
       expiry: null,
       hostinfo: request.hostinfo,
+      approvedRoutes: this.#autoApproved({ ...node, ...ownership }, request.hostinfo, node.approvedRoutes),
       ...ownership,
     };
     const hostname = hostnameOf(request.hostinfo);
@@ -378,6 +434,9 @@ export class Tailnet {
         if (rename.givenName !== undefined) this.#takeName(node.givenName, rename.givenName);
         Object.assign(node, rename);
         node.hostinfo = stored.hostinfo = merged;
+        const approved = this.#autoApproved(node, merged, node.approvedRoutes);
+        if (!sameStrings(approved, node.approvedRoutes))
+          node.approvedRoutes = stored.approvedRoutes = approved;
         if (rename.givenName !== undefined) this.#storeRename(node.id, rename);
         else Object.assign(stored, rename);
       }
@@ -495,6 +554,36 @@ export class Tailnet {
       this.#changed(node, { self: true });
       return node;
     });
+  }
+
+  /**
+   * Approves what the policy's autoApprovers now allow, for every node (after a policy change). Routes
+   * approved before stay approved: a policy change never takes a route away from a router.
+   */
+  applyAutoApprovals(): Promise<void> {
+    return this.#serial.run(async () => {
+      for (const node of this.#nodes.values()) {
+        const approved = this.#autoApproved(node, node.hostinfo, node.approvedRoutes);
+        if (sameStrings(approved, node.approvedRoutes)) continue;
+        await this.#writeNow(node.id, { approvedRoutes: approved });
+        node.approvedRoutes = approved;
+        this.#log.info({ node: node.id, approved_routes: approved }, 'routes approved by autoApprovers');
+        this.#changed(node, { self: true });
+      }
+    });
+  }
+
+  /** `already` plus the advertised routes autoApprovers approve for this node, in a stable order. */
+  #autoApproved(
+    node: Pick<TailnetNode, 'id' | 'userId' | 'tags' | 'ipv4' | 'ipv6'>,
+    hostinfo: Hostinfo,
+    already: readonly string[],
+  ): string[] {
+    const advertised = advertisedRoutes(hostinfo);
+    if (this.#policy === undefined || advertised.length === 0) return [...already];
+    const auto = this.#policy.autoApprovedRoutes({ ...node, advertisedRoutes: advertised });
+    const fresh = auto.filter((route) => !already.includes(route)).sort();
+    return fresh.length === 0 ? [...already] : [...already, ...fresh];
   }
 
   #require(id: number): TailnetNode {

@@ -413,6 +413,8 @@ describe('registration', () => {
   });
 
   test('a tagged key makes a node owned by its tags', async () => {
+    // Tailscale only applies tags the policy defines.
+    await weft.running.policy.set('{"tagOwners": {"tag:server": []}}', 'test');
     const node = await FakeNode.connect(weft, 'tagged');
     const response = await node.register({
       Auth: { AuthKey: await authKey(weft, { tags: ['tag:server'] }) },
@@ -888,5 +890,122 @@ describe('shutdown', () => {
     assert.ok(took < 3_000, `stop took ${took} ms with three long polls open`);
     for (const { stream } of streams) await assertEnds(stream);
     for (const node of nodes) assert.ok(await node.conn.closed.then(() => true));
+  });
+});
+
+describe('the policy at registration and on change: tags, autoApprovers, packet filters', () => {
+  let weft: Weft;
+  const POLICY = {
+    groups: { 'group:admins': ['alice@'] },
+    tagOwners: { 'tag:server': ['group:admins'], 'tag:ci': [], 'tag:router': ['tag:ci'] },
+    autoApprovers: { routes: { '10.1.0.0/16': ['tag:router'] }, exitNode: ['alice@'] },
+    acls: [{ action: 'accept', src: ['alice@'], dst: ['tag:server:22'] }],
+  };
+  const setPolicy = (policy: Json) => weft.running.policy.set(JSON.stringify(policy), 'test');
+
+  before(async () => {
+    weft = await startWeft();
+    await setPolicy(POLICY);
+  });
+
+  test("--advertise-tags: owned tags make a tagged node, anything else is refused in Tailscale's words", async () => {
+    const owned = await FakeNode.connect(weft, 'owned');
+    owned.hostinfo = { ...owned.hostinfo, RequestTags: ['tag:server'] };
+    assertLoggedIn(await owned.register({ Auth: { AuthKey: await authKey(weft) } }), 'owned tag');
+    assert.deepEqual(owned.model.tags, ['tag:server']);
+    assert.equal(owned.model.userId, null);
+
+    const size = weft.running.tailnet.size;
+    for (const tags of [['tag:ci'], ['tag:undefined'], ['tag:server', 'tag:nope']]) {
+      const refused = await FakeNode.connect(weft, 'refused');
+      refused.hostinfo = { ...refused.hostinfo, RequestTags: tags };
+      const response = await refused.register({ Auth: { AuthKey: await authKey(weft) } });
+      const denied = tags.filter((t) => t !== 'tag:server');
+      assert.equal(response.Error, `requested tags [${denied.join(' ')}] are invalid or not permitted`);
+    }
+    assert.equal(weft.running.tailnet.size, size, 'a refused registration adds no node');
+  });
+
+  test("pre-auth key tags must be defined; the key's tags may add the tags they own", async () => {
+    const undefinedTag = await FakeNode.connect(weft, 'undefined-tag');
+    const response = await undefinedTag.register({
+      Auth: { AuthKey: await authKey(weft, { tags: ['tag:ghost'] }) },
+    });
+    assert.equal(response.Error, 'requested tags [tag:ghost] are invalid or not permitted');
+
+    const router = await FakeNode.connect(weft, 'router');
+    router.hostinfo = { ...router.hostinfo, RequestTags: ['tag:router'] };
+    assertLoggedIn(
+      await router.register({ Auth: { AuthKey: await authKey(weft, { tags: ['tag:ci'] }) } }),
+      'tag:ci adds tag:router',
+    );
+    assert.deepEqual(router.model.tags, ['tag:ci', 'tag:router']);
+  });
+
+  test('autoApprovers approve advertised routes at registration, and after a policy change', async () => {
+    const router = await FakeNode.connect(weft, 'subnet-router');
+    router.hostinfo = {
+      ...router.hostinfo,
+      RequestTags: ['tag:router'],
+      RoutableIPs: ['10.1.2.0/24', '10.9.0.0/16', '0.0.0.0/0', '::/0'],
+    };
+    assertLoggedIn(
+      await router.register({ Auth: { AuthKey: await authKey(weft, { tags: ['tag:ci'] }) } }),
+      'router joins',
+    );
+    assert.deepEqual(router.model.approvedRoutes, ['10.1.2.0/24'], 'only what an autoApprover covers');
+
+    const exit = await FakeNode.connect(weft, 'alice-exit');
+    exit.hostinfo = { ...exit.hostinfo, RoutableIPs: ['0.0.0.0/0', '::/0'] };
+    assertLoggedIn(await exit.register({ Auth: { AuthKey: await authKey(weft) } }), 'exit node joins');
+    assert.deepEqual([...exit.model.approvedRoutes].sort(), ['0.0.0.0/0', '::/0']);
+
+    await setPolicy({
+      ...POLICY,
+      autoApprovers: { ...POLICY.autoApprovers, routes: { '10.0.0.0/8': ['tag:router'] } },
+    });
+    await eventually(
+      'the wider autoApprover approves 10.9.0.0/16',
+      () => (router.model.approvedRoutes.includes('10.9.0.0/16') ? true : undefined),
+      POLL,
+    );
+    assert.deepEqual([...router.model.approvedRoutes].sort(), ['10.1.2.0/24', '10.9.0.0/16']);
+    const stored = await weft.running.store.nodes.getById(router.id);
+    assert.deepEqual([...stored.approvedRoutes].sort(), ['10.1.2.0/24', '10.9.0.0/16']);
+  });
+
+  test('a connected node gets the new packet filter as a delta, and only what concerns it', async () => {
+    const server = await FakeNode.connect(weft, 'ssh-server');
+    server.hostinfo = { ...server.hostinfo, RequestTags: ['tag:server'] };
+    assertLoggedIn(await server.register({ Auth: { AuthKey: await authKey(weft) } }), 'server joins');
+    const { stream, first } = await server.stream();
+    const filter = first.message.PacketFilter as Json[];
+    assert.ok(
+      filter.some((rule) => rule.DstPorts.some((d: Json) => d.Ports.First === 22)),
+      JSON.stringify(filter),
+    );
+
+    await setPolicy({ ...POLICY, acls: [{ action: 'accept', src: ['alice@'], dst: ['tag:server:2222'] }] });
+    const changedAt = Date.now();
+    for (;;) {
+      const next = await stream.next(WAIT_MS);
+      const rules = next.message.PacketFilter as Json[] | undefined;
+      if (rules === undefined) continue;
+      assert.ok(Date.now() - changedAt < PROPAGATION_MS * 2, 'the new filter arrived late');
+      const ports = rules.flatMap((rule) => rule.DstPorts.map((d: Json) => d.Ports.First));
+      assert.ok(ports.length > 0 && ports.every((p) => p === 2222), JSON.stringify(rules));
+      assert.equal(next.message.Peers, undefined, 'a delta, not a full map');
+      break;
+    }
+    server.closeStreams();
+  });
+
+  test('SSH check mode: the holdAndDelegate URL answers a rejection, not a 404', async () => {
+    const node = await FakeNode.join(weft, 'ssh-checker');
+    const response = await node.conn.request('GET', `/machine/ssh/action/from/1/to/${node.id}?ssh_user=root`);
+    assert.equal(response.status, 200);
+    const action = response.json() as Json;
+    assert.equal(action.reject, true);
+    assert.match(action.message, /check-mode/);
   });
 });

@@ -109,6 +109,23 @@ for (const [aliceRelease, bobRelease] of [
     const daemon = (name: string) => byName.get(name) as TailscaledProcess;
     const ip = (name: string) => ips.get(name) as string;
 
+    /** Waits until each user's daemon lists exactly these peers (by host name). */
+    async function expectPeers(
+      what: string,
+      want: Record<string, string[]>,
+      timeoutMs: number,
+    ): Promise<void> {
+      const users = Object.keys(want);
+      await eventually(
+        what,
+        async () => {
+          const got = await Promise.all(users.map((u) => peerNames(daemon(u))));
+          return users.every((u, i) => JSON.stringify(got[i]) === JSON.stringify(want[u])) ? true : undefined;
+        },
+        { timeoutMs },
+      );
+    }
+
     async function setPolicy(text: string): Promise<void> {
       const file = join(dir, `policy-${Date.now()}.hujson`);
       await writeFile(file, text);
@@ -155,17 +172,10 @@ for (const [aliceRelease, bobRelease] of [
       await joinTailnet('alice', aliceRelease);
       await joinTailnet('bob', bobRelease);
       await joinTailnet('carol', bobRelease);
-      await eventually(
+      await expectPeers(
         'alice and bob list each other, carol lists nobody',
-        async () => {
-          const [a, b, c] = await Promise.all(['alice', 'bob', 'carol'].map((u) => peerNames(daemon(u))));
-          const settled =
-            JSON.stringify(a) === '["bob-node"]' &&
-            JSON.stringify(b) === '["alice-node"]' &&
-            JSON.stringify(c) === '[]';
-          return settled ? true : undefined;
-        },
-        { timeoutMs: 15_000 },
+        { alice: ['bob-node'], bob: ['alice-node'], carol: [] },
+        15_000,
       );
     });
 
@@ -200,17 +210,10 @@ for (const [aliceRelease, bobRelease] of [
         async () => ((await tcpWorks(daemon('alice'), ip('bob'), portOf(other), 300)) ? true : undefined),
         { timeoutMs: PROPAGATION_MS, intervalMs: 20 },
       );
-      await eventually(
+      await expectPeers(
         'carol and bob list each other; alice still does not list carol',
-        async () => {
-          const [a, b, c] = await Promise.all(['alice', 'bob', 'carol'].map((u) => peerNames(daemon(u))));
-          const settled =
-            JSON.stringify(a) === '["bob-node"]' &&
-            JSON.stringify(b) === '["alice-node","carol-node"]' &&
-            JSON.stringify(c) === '["bob-node"]';
-          return settled ? true : undefined;
-        },
-        { timeoutMs: Math.max(PROPAGATION_MS - (Date.now() - setAt), 200) },
+        { alice: ['bob-node'], bob: ['alice-node', 'carol-node'], carol: ['bob-node'] },
+        Math.max(PROPAGATION_MS - (Date.now() - setAt), 200),
       );
       assert.equal(
         await tcpWorks(daemon('alice'), ip('bob'), portOf(allowed)),
@@ -233,5 +236,21 @@ for (const [aliceRelease, bobRelease] of [
       assert.match(result.stderr, /group:ghosts/);
       assert.equal(await tcpWorks(daemon('alice'), ip('bob'), portOf(other)), true);
       assert.deepEqual(await peerNames(daemon('carol')), ['bob-node']);
+    });
+
+    test("--advertise-tags with a tag the policy does not define is refused in Tailscale's words", async () => {
+      const key = await weft.cli(['preauthkeys', 'create', '--user', 'carol', '--expiration', '1h']);
+      assert.equal(key.code, 0, key.stderr);
+      const node = await startTailscaled({ version: aliceRelease, name: 'tagged', env: DERP_HTTP });
+      daemons.push(node);
+      const up = await node.up({
+        loginServer: weft.url,
+        authKey: key.stdout.trim(),
+        hostname: 'tagged',
+        extraArgs: ['--advertise-tags=tag:ghost'],
+        timeoutMs: 30_000,
+      });
+      assert.notEqual(up.code, 0);
+      assert.match(up.stderr, /requested tags \[tag:ghost\] are invalid or not permitted/);
     });
   });
