@@ -16,11 +16,13 @@ import Fastify, {
 import type { Store } from '../db/store.ts';
 import type { Logger } from '../observe/logger.ts';
 import type { Metrics } from '../observe/metrics.ts';
+import type { DnsSettingsStore } from '../state/dns.ts';
 import type { PolicyStore } from '../state/policy.ts';
 import type { Tailnet } from '../state/tailnet.ts';
 import { WeftError } from '../types/errors.ts';
 import { problemFor } from './problems.ts';
 import { registerApiKeyRoutes } from './routes/apikeys.ts';
+import { registerDnsRoutes } from './routes/dns.ts';
 import { registerNodeRoutes } from './routes/nodes.ts';
 import { registerPolicyRoutes } from './routes/policy.ts';
 import { registerPreAuthKeyRoutes } from './routes/preauthkeys.ts';
@@ -36,6 +38,8 @@ export interface ApiDependencies {
   tailnet: Tailnet;
   /** The policy in force; without it the policy endpoints are not served. */
   policy?: PolicyStore;
+  /** The DNS settings in force; without it the DNS endpoints are not served. */
+  dns?: DnsSettingsStore;
   logger: Logger;
   metrics?: Metrics;
   /** Health of the parts the server depends on; `status: 'fail'` answers 500. */
@@ -114,6 +118,7 @@ export function createApiApp(deps: ApiDependencies): FastifyInstance {
       registerNodeRoutes(api, context);
       registerApiKeyRoutes(api, context);
       if (deps.policy !== undefined) registerPolicyRoutes(api, context, deps.policy);
+      if (deps.dns !== undefined) registerDnsRoutes(api, deps.dns);
     },
     { prefix: '/api/v1' },
   );

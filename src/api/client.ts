@@ -8,6 +8,8 @@ import { request as httpsRequest } from 'node:https';
 import { isErrorCode } from '../types/errors.ts';
 import type {
   ApiKeyJson,
+  DnsJson,
+  DnsSettingsJson,
   NodeJson,
   PolicyCheckJson,
   PolicyJson,
@@ -105,10 +107,23 @@ export class ApiClient {
     return this.#call('DELETE', `/api/v1/node/${encodeURIComponent(id)}`).then(() => undefined);
   }
 
-  expireNode(id: string): Promise<NodeJson> {
-    return this.#call<{ node: NodeJson }>('POST', `/api/v1/node/${encodeURIComponent(id)}/expire`).then(
+  /** No `expiry`: expire now. A time: expire then. null: never expire. */
+  expireNode(id: string, expiry?: Date | null): Promise<NodeJson> {
+    const body = expiry === undefined ? undefined : { expiry: expiry?.toISOString() ?? null };
+    return this.#call<{ node: NodeJson }>('POST', `/api/v1/node/${encodeURIComponent(id)}/expire`, body).then(
       (r) => r.node,
     );
+  }
+
+  /** Sets the node's whole list of approved routes. */
+  approveRoutes(id: string, routes: string[]): Promise<NodeJson> {
+    const path = `/api/v1/node/${encodeURIComponent(id)}/approve_routes`;
+    return this.#call<{ node: NodeJson }>('POST', path, { routes }).then((r) => r.node);
+  }
+
+  setNodeTags(id: string, tags: string[]): Promise<NodeJson> {
+    const path = `/api/v1/node/${encodeURIComponent(id)}/tags`;
+    return this.#call<{ node: NodeJson }>('POST', path, { tags }).then((r) => r.node);
   }
 
   renameNode(id: string, newName: string): Promise<NodeJson> {
@@ -142,6 +157,15 @@ export class ApiClient {
 
   checkPolicy(policy: string): Promise<PolicyCheckJson> {
     return this.#call<PolicyCheckJson>('POST', '/api/v1/policy/check', { policy });
+  }
+
+  getDns(): Promise<DnsJson> {
+    return this.#call<DnsJson>('GET', '/api/v1/dns');
+  }
+
+  /** Replaces the editable DNS settings (every field); connected clients get them at once. */
+  setDns(settings: DnsSettingsJson): Promise<DnsJson> {
+    return this.#call<DnsJson>('PUT', '/api/v1/dns', settings);
   }
 
   #call<T>(

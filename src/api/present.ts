@@ -3,6 +3,7 @@
 import { tokenLabel } from '../crypto/tokens.ts';
 import type { ApiKey, PreAuthKey, User } from '../db/records.ts';
 import { isExpired, type TailnetNode } from '../state/model.ts';
+import { advertisedRoutes } from '../state/tailnet.ts';
 import type { ApiKeyJson, NodeJson, PreAuthKeyJson, UserJson } from './wire.ts';
 
 export function userJson(user: User): UserJson {
@@ -33,13 +34,21 @@ export function preAuthKeyJson(key: PreAuthKey, owner: User | undefined, fullKey
   };
 }
 
-/** A node as the API shows it; `owner` is its user (undefined for a tagged node). */
+/**
+ * A node as the API shows it; `owner` is its user (undefined for a tagged node), `primaryRoutes` the
+ * subnet routes it is the HA primary for.
+ */
 export function nodeJson(
   node: TailnetNode,
   owner: User | undefined,
   baseDomain: string,
   now: Date,
+  primaryRoutes: readonly string[] = [],
 ): NodeJson {
+  const available = advertisedRoutes(node.hostinfo);
+  const exits = node.approvedRoutes.filter(
+    (r) => (r === '0.0.0.0/0' || r === '::/0') && available.includes(r),
+  );
   const hostinfo: Record<string, unknown> = node.hostinfo as Record<string, unknown>;
   return {
     id: String(node.id),
@@ -62,6 +71,9 @@ export function nodeJson(
     createdAt: node.createdAt.toISOString(),
     os: typeof hostinfo.OS === 'string' ? hostinfo.OS : '',
     clientVersion: typeof hostinfo.IPNVersion === 'string' ? hostinfo.IPNVersion : '',
+    availableRoutes: available,
+    approvedRoutes: [...node.approvedRoutes],
+    subnetRoutes: [...exits, ...primaryRoutes].sort(),
   };
 }
 

@@ -74,7 +74,12 @@ export function parseInput<S extends z.ZodType>(
   if (result.success) return result.data;
   const reasons = result.error.issues.slice(0, 3).map((issue) => {
     const where = issue.path.length > 0 ? `${part}.${issue.path.join('.')}` : part;
-    return `${where}: ${issue.message}`;
+    // A bad map key (e.g. a split DNS domain) says only "Invalid key in record"; the reason is inside.
+    const message =
+      issue.code === 'invalid_key'
+        ? issue.issues.map((inner) => `bad key: ${inner.message}`).join('; ')
+        : issue.message;
+    return `${where}: ${message}`;
   });
   throw new WeftError('BAD_REQUEST', `invalid request ${reasons.join('; ')}`);
 }

@@ -6,6 +6,7 @@
  * the plural (`{"users": [...]}`). Errors are RFC 7807 problem documents with a stable `code`.
  */
 import { z } from 'zod';
+import { dnsSettingsSchema } from '../config/index.ts';
 import type { ErrorCode } from '../types/errors.ts';
 import { tagProblem, userNameProblem } from '../types/names.ts';
 
@@ -64,6 +65,12 @@ export interface NodeJson {
   os: string;
   /** The client's Tailscale version (Hostinfo.IPNVersion), '' when unknown. */
   clientVersion: string;
+  /** Routes the client advertises (`--advertise-routes`, `--advertise-exit-node`); pending until approved. */
+  availableRoutes: string[];
+  /** Routes an admin or an autoApprover approved. */
+  approvedRoutes: string[];
+  /** Routes the node serves now: approved and advertised exit routes, and subnets it is primary for. */
+  subnetRoutes: string[];
 }
 
 export interface ApiKeyJson {
@@ -109,6 +116,33 @@ export interface PolicyCheckJson {
 export const policyBody = z.strictObject({
   policy: z.string().min(1, 'the policy text is empty'),
 });
+
+/** `GET /api/v1/dns`, and the answer to a `PUT`. */
+export interface DnsJson {
+  /** Config-only (`dns.magic_dns`). */
+  magicDns: boolean;
+  /** Config-only (`dns.base_domain`): nodes are `<name>.<baseDomain>`. */
+  baseDomain: string;
+  nameservers: {
+    /** Resolvers for every query: IP addresses or https:// DoH URLs, in preference order. */
+    global: string[];
+    /** Split DNS: domain → its resolvers. */
+    split: Record<string, string[]>;
+  };
+  searchDomains: string[];
+  extraRecords: DnsRecordJson[];
+}
+
+export interface DnsRecordJson {
+  name: string;
+  type: 'A' | 'AAAA';
+  value: string;
+}
+
+/** What `PUT /api/v1/dns` takes: the editable fields of DnsJson, all of them, checked by the config's rules. */
+export type DnsSettingsJson = Omit<DnsJson, 'magicDns' | 'baseDomain'>;
+
+export const dnsBody = dnsSettingsSchema;
 
 export interface HealthJson {
   status: 'pass' | 'fail';
@@ -169,6 +203,14 @@ export const preAuthKeyFilterQuery = z.strictObject({ user: idSchema.optional() 
 export const expireKeyBody = z.strictObject({ prefix: z.string().min(1).max(200) });
 
 export const nodeFilterQuery = z.strictObject({ user: z.string().min(1).optional() });
+
+/** The routes are checked by the tailnet (canonical prefixes the node advertises), which says why not. */
+export const approveRoutesBody = z.strictObject({ routes: z.array(z.string().max(64)).max(1000) });
+
+export const setTagsBody = z.strictObject({ tags: z.array(tag).max(64) });
+
+/** No body: expire now. `expiry`: that time (future = extend); null: the key never expires. */
+export const expireNodeBody = z.strictObject({ expiry: z.union([timestamp, z.null()]) }).optional();
 
 /** The new name is checked by the tailnet (DNS label rules, uniqueness), so it gives the one message. */
 export const renameNodeParams = z.strictObject({ id: idSchema, newName: z.string().min(1) });

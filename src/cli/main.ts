@@ -8,9 +8,11 @@ import { ConfigError } from '../config/index.ts';
 import { PolicyError } from '../policy/index.ts';
 import { StartupError } from '../server/server.ts';
 import { apiKeysCommand } from './commands/apikeys.ts';
+import { dnsCommand } from './commands/dns.ts';
 import { nodesCommand } from './commands/nodes.ts';
 import { policyCommand } from './commands/policy.ts';
 import { preAuthKeysCommand } from './commands/preauthkeys.ts';
+import { routesCommand } from './commands/routes.ts';
 import { serveCommand } from './commands/serve.ts';
 import { usersCommand } from './commands/users.ts';
 import { connect, type GlobalOptions, isRemote } from './connect.ts';
@@ -37,8 +39,10 @@ export function buildProgram(): Command {
   program.addCommand(usersCommand(connectFrom));
   program.addCommand(preAuthKeysCommand(connectFrom));
   program.addCommand(nodesCommand(connectFrom));
+  program.addCommand(routesCommand(connectFrom));
   program.addCommand(apiKeysCommand(connectFrom));
   program.addCommand(policyCommand(connectFrom, (command) => isRemote(globalOptions(command))));
+  program.addCommand(dnsCommand(connectFrom));
   for (const command of program.commands) propagateSettings(command);
   return program as unknown as Command;
 }

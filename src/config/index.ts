@@ -13,6 +13,7 @@ export {
   type DatabaseConfig,
   type DerpConfig,
   type DnsConfig,
+  dnsSettingsSchema,
   type LogConfig,
   type OidcConfig,
   type PolicyConfig,

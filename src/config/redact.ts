@@ -12,8 +12,9 @@ import type { Config } from './schema.ts';
 export const REDACTED = '***';
 
 /** The Config as it would be written in a file, with secrets replaced by REDACTED. */
-export type PrintableConfig = Omit<Config, 'ephemeral_node_inactivity_timeout'> & {
+export type PrintableConfig = Omit<Config, 'ephemeral_node_inactivity_timeout' | 'node'> & {
   ephemeral_node_inactivity_timeout: string;
+  node: { expiry: string };
 };
 
 /** Every key that can hold a secret is hidden here; a new secret key must be added. */
@@ -26,6 +27,7 @@ export function redactConfig(config: Config): PrintableConfig {
     ...structuredClone(config),
     database,
     ephemeral_node_inactivity_timeout: formatDuration(config.ephemeral_node_inactivity_timeout),
+    node: { ...config.node, expiry: formatDuration(config.node.expiry) },
   };
 }
 

@@ -47,6 +47,7 @@ describe('defaults', () => {
       },
       policy: { mode: 'database' },
       ephemeral_node_inactivity_timeout: 30 * 60 * 1000,
+      node: { expiry: 0 },
       log: { level: 'info' },
     };
     assert.deepEqual(parse({}), expected);
@@ -443,6 +444,15 @@ describe('dns', () => {
     assertIssue(error, 'dns.extra_records[0].value', /a type A record needs an IPv4 address/);
     assertIssue(error, 'dns.extra_records[1].type', /"A", "AAAA"/);
     assertIssue(error, 'dns.extra_records[2].value', /"nope" is not an IP address/);
+  });
+});
+
+describe('node', () => {
+  test('expiry is a duration; 0s means keys never expire', () => {
+    assert.equal(parse({ node: { expiry: '180d' } }).node.expiry, 180 * 24 * 3_600_000);
+    assert.equal(parse({ node: { expiry: '0s' } }).node.expiry, 0);
+    assertIssue(errorFor({ node: { expiry: 'soon' } }), 'node.expiry', /./);
+    assertIssue(errorFor({ node: { expires: '1d' } }), 'node', /expires/);
   });
 });
 

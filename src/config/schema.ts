@@ -218,6 +218,20 @@ const dnsSchema = z.strictObject({
   extra_records: z.array(extraRecordSchema).default(() => []),
 });
 
+/**
+ * The part of `dns` admins may change at run time (the REST API's camelCase names), checked by the same
+ * rules as the keys above so that a value the config refuses is refused there too. Every field is
+ * required: a partial update would leave it unclear whether a missing list means "keep" or "clear".
+ */
+export const dnsSettingsSchema = z.strictObject({
+  nameservers: z.strictObject({
+    global: z.array(resolver),
+    split: z.record(dnsName, z.array(resolver)),
+  }),
+  searchDomains: z.array(dnsName),
+  extraRecords: z.array(extraRecordSchema),
+});
+
 export type PolicyConfig = { mode: 'database' } | { mode: 'file'; path: string };
 
 const policySchema = z
@@ -286,6 +300,12 @@ export const configSchema = z
     oidc: oidcSchema.optional(),
     /** Milliseconds. */
     ephemeral_node_inactivity_timeout: positiveDuration.prefault('30m'),
+    node: z
+      .strictObject({
+        /** Default node key expiry in milliseconds; 0 = keys never expire (Headscale's default). */
+        expiry: duration.prefault('0s'),
+      })
+      .prefault({}),
     log: logSchema.prefault({}),
   })
   .superRefine((config, ctx) => {

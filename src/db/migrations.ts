@@ -128,10 +128,25 @@ const policyAuthor: MigrationStep = async (db) => {
   await db.schema.alterTable('policies').addColumn('author', 'text').execute();
 };
 
+/**
+ * Tailnet-wide settings an admin changes at run time (e.g. `dns`), one JSON document per key. Stored as
+ * text in both dialects: the value is read back exactly as written, with no jsonb key reordering.
+ */
+const settings: MigrationStep = async (db, t) => {
+  await db.schema
+    .createTable('settings')
+    // NOT NULL spelled out: SQLite lets a non-integer primary key hold NULL otherwise.
+    .addColumn('key', 'text', (c) => c.primaryKey().notNull())
+    .addColumn('value', 'text', (c) => c.notNull())
+    .addColumn('updated_at', t.timestamp, (c) => c.notNull())
+    .execute();
+};
+
 /** Ordered by name; append only. */
 const MIGRATIONS: ReadonlyArray<[name: string, up: MigrationStep]> = [
   ['0001_initial_schema', initialSchema],
   ['0002_policy_author', policyAuthor],
+  ['0003_settings', settings],
 ];
 
 export const MIGRATION_NAMES: readonly string[] = MIGRATIONS.map(([name]) => name);

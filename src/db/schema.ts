@@ -82,10 +82,18 @@ export interface PoliciesTable {
   created_at: Timestamp;
 }
 
+/** One run-time setting per key; `value` is JSON text (the same in both dialects). */
+export interface SettingsTable {
+  key: string;
+  value: string;
+  updated_at: Timestamp;
+}
+
 export interface Database {
   users: UsersTable;
   nodes: NodesTable;
   pre_auth_keys: PreAuthKeysTable;
   api_keys: ApiKeysTable;
   policies: PoliciesTable;
+  settings: SettingsTable;
 }

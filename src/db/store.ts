@@ -9,6 +9,7 @@ import { ApiKeyRepository } from './repos/apikeys.ts';
 import { NodeRepository } from './repos/nodes.ts';
 import { PolicyRepository } from './repos/policies.ts';
 import { PreAuthKeyRepository } from './repos/preauthkeys.ts';
+import { SettingsRepository } from './repos/settings.ts';
 import { UserRepository } from './repos/users.ts';
 import type { Database } from './schema.ts';
 import { createSqliteDialect } from './sqlite.ts';
@@ -22,6 +23,7 @@ export class Repositories {
   readonly preAuthKeys: PreAuthKeyRepository;
   readonly apiKeys: ApiKeyRepository;
   readonly policies: PolicyRepository;
+  readonly settings: SettingsRepository;
 
   constructor(db: Kysely<Database>) {
     this.users = new UserRepository(db);
@@ -29,6 +31,7 @@ export class Repositories {
     this.preAuthKeys = new PreAuthKeyRepository(db);
     this.apiKeys = new ApiKeyRepository(db);
     this.policies = new PolicyRepository(db);
+    this.settings = new SettingsRepository(db);
   }
 }
 

@@ -368,6 +368,55 @@ describe('MapBroadcaster delivery', () => {
     assert.equal(broadcaster.sessionCount, 0);
   });
 
+  test('new DNS settings reach every session in one shared frame per compression, and later full maps', async (t) => {
+    const { tailnet, broadcaster, add, connect, deliver } = await setup(t);
+    const [nodeA, nodeB, nodeC] = [await add('a'), await add('b'), await add('c')];
+    broadcaster.flush();
+    const [a, b, c] = [await connect(nodeA, 'zstd'), await connect(nodeB, 'zstd'), await connect(nodeC)];
+    const dns = {
+      Proxied: true,
+      Domains: ['tail.example'],
+      Routes: { 'corp.example': [] },
+      ExtraRecords: [{ Name: 'grafana.tail.example', Type: 'A', Value: '100.64.0.9' }],
+    };
+    broadcaster.dnsChanged(dns);
+    await deliver();
+    const [frameA, ...restA] = a.sink.chunks.slice(1);
+    const [frameB] = b.sink.chunks.slice(1);
+    const [frameC] = c.sink.chunks.slice(1);
+    assert.ok(frameA && frameB && frameC);
+    assert.deepEqual(restA, [], 'one message');
+    assert.equal(frameA, frameB, 'the same Buffer for sessions with the same compression');
+    assert.notEqual(frameC, frameA);
+    for (const frame of [frameA, frameC]) {
+      const message = decode(frame);
+      assert.deepEqual(message.DNSConfig, dns);
+      assert.equal(message.Node, undefined);
+      assert.equal(message.PeersChanged, undefined);
+    }
+    // Routes values stay lists on the wire.
+    assert.match(JSON.stringify(decode(frameC).DNSConfig), /"corp\.example":\[\]/);
+    // Sent once: the next batch without changes says nothing.
+    await deliver();
+    assert.equal(a.sink.chunks.length, 2);
+    // A client connecting now gets the new settings in its full map.
+    const late = await connect(nodeA);
+    assert.deepEqual(decode(late.sink.chunks[0] ?? Buffer.alloc(0)).DNSConfig, dns);
+    // DNS in the same batch as a peer change: both in one message; unequal deltas don't share a frame.
+    broadcaster.dnsChanged({ Proxied: false });
+    tailnet.applyMapUpdate(c.node, { capVersion: 0, endpoints: ['192.0.2.3:1'] }, false);
+    await deliver();
+    const [, nextA] = a.deltas();
+    const [, nextC] = c.deltas();
+    assert.deepEqual(nextA?.DNSConfig, { Proxied: false });
+    assert.deepEqual(
+      nextA?.PeersChangedPatch?.map((p) => p.NodeID),
+      [c.node.id],
+    );
+    assert.deepEqual(nextC?.DNSConfig, { Proxied: false });
+    assert.equal(nextC?.PeersChangedPatch, undefined);
+  });
+
   test('close() ends every session', async (t) => {
     const { broadcaster, network } = await setup(t);
     const clients = await network(['a', 'b']);

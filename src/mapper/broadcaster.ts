@@ -12,7 +12,7 @@ import type { Logger } from '../observe/logger.ts';
 import type { Policy } from '../policy/index.ts';
 import type { NodeChange, PeerPatch, TailnetNode } from '../state/model.ts';
 import type { Tailnet } from '../state/tailnet.ts';
-import type { PeerChange } from '../tailcfg/index.ts';
+import type { DNSConfig, PeerChange } from '../tailcfg/index.ts';
 import type { Delta, MapBuilder, PeerEntry, ViewerState } from './builder.ts';
 import { type Compression, frame } from './frame.ts';
 import { peerChange } from './node-view.ts';
@@ -47,6 +47,8 @@ class PendingChanges {
   readonly removed = new Set<number>();
   /** How far the batch can change who sees whom (docs in policy-view.ts). */
   impact: PolicyImpact = 'none';
+  /** The DNS settings changed: every session gets the builder's current DNSConfig. */
+  dns = false;
 
   get empty(): boolean {
     return (
@@ -54,7 +56,8 @@ class PendingChanges {
       this.patches.size === 0 &&
       this.removed.size === 0 &&
       this.self.size === 0 &&
-      this.impact === 'none'
+      this.impact === 'none' &&
+      !this.dns
     );
   }
 
@@ -103,7 +106,8 @@ interface Batch {
 function shareKey(session: MapSession, delta: Delta): string {
   const peers = delta.changed.map((p) => `${p.node.id}:${p.routes.join(',')}`).join(';');
   const policy = `${JSON.stringify(delta.packetFilter ?? '')}|${JSON.stringify(delta.sshPolicy ?? '')}`;
-  return `${session.compression}|${peers}|${delta.patches.map((p) => p.NodeID)}|${delta.removed}|${policy}`;
+  const dns = JSON.stringify(delta.dnsConfig ?? '');
+  return `${session.compression}|${peers}|${delta.patches.map((p) => p.NodeID)}|${delta.removed}|${policy}|${dns}`;
 }
 
 export class MapBroadcaster {
@@ -159,6 +163,16 @@ export class MapBroadcaster {
   policyChanged(policy: Policy): void {
     this.#builder.policy.setPolicy(policy);
     this.#pending.raise('structural');
+    this.#schedule();
+  }
+
+  /**
+   * New DNS settings for the whole tailnet: every session gets them in the next batch (the same for
+   * all, so sessions with nothing else to hear share one frame), and later full maps carry them.
+   */
+  dnsChanged(dnsConfig: DNSConfig): void {
+    this.#builder.setDnsConfig(dnsConfig);
+    this.#pending.dns = true;
     this.#schedule();
   }
 
@@ -242,6 +256,7 @@ export class MapBroadcaster {
     const delta: Delta = { ...peers, controlTime: batch.controlTime };
     if (pending.self.has(viewer.id)) delta.self = viewer;
     if (pending.impact !== 'none') this.#policyParts(viewer, state, delta);
+    if (pending.dns) delta.dnsConfig = this.#builder.settings.dnsConfig;
     const shareable = delta.self === undefined;
     const key = shareable ? shareKey(session, delta) : '';
     let bytes = shareable ? batch.shared.get(key) : undefined;

@@ -58,6 +58,8 @@ export interface Delta {
   packetFilter?: FilterRule[];
   /** `null` withdraws every SSH rule (sent as an empty policy; absent would mean "unchanged"). */
   sshPolicy?: SSHPolicy | null;
+  /** The tailnet's new DNS settings; the client replaces its whole DNS configuration with it. */
+  dnsConfig?: DNSConfig;
   controlTime: Date;
 }
 
@@ -75,7 +77,8 @@ function ownBytes(text: string): Buffer {
 
 export class MapBuilder {
   readonly #tailnet: Tailnet;
-  readonly #settings: MapSettings;
+  /** Replaced whole (never mutated) when the DNS settings change. */
+  #settings: MapSettings;
   readonly #policy: PolicyView;
   /** The DERP map for clients older than certificate pins (the same object when nothing is pinned). */
   readonly #unpinnedDerpMap: DERPMap;
@@ -95,6 +98,11 @@ export class MapBuilder {
 
   get policy(): PolicyView {
     return this.#policy;
+  }
+
+  /** New DNS settings: full maps from now on carry them (the broadcaster tells connected clients). */
+  setDnsConfig(dnsConfig: DNSConfig): void {
+    this.#settings = { ...this.#settings, dnsConfig };
   }
 
   /** Whether `viewer` may know about `peer`: the policy relates them in either direction. */
@@ -190,14 +198,15 @@ export class MapBuilder {
 
   /** One delta message, or undefined when it would say nothing. */
   delta(delta: Delta): Buffer | undefined {
-    const { self, changed, removed, patches, packetFilter, sshPolicy } = delta;
-    const policyParts = packetFilter !== undefined || sshPolicy !== undefined;
-    if (self === undefined && changed.length + removed.length + patches.length === 0 && !policyParts)
+    const { self, changed, removed, patches, packetFilter, sshPolicy, dnsConfig } = delta;
+    const tailnetParts = packetFilter !== undefined || sshPolicy !== undefined || dnsConfig !== undefined;
+    if (self === undefined && changed.length + removed.length + patches.length === 0 && !tailnetParts)
       return undefined;
     const head: MapResponse = {};
     if (self !== undefined) head.Node = this.selfNode(self);
     if (packetFilter !== undefined) head.PacketFilter = packetFilter;
     if (sshPolicy !== undefined) head.SSHPolicy = sshPolicy ?? { rules: [] };
+    if (dnsConfig !== undefined) head.DNSConfig = dnsConfig;
     if (removed.length > 0) head.PeersRemoved = removed;
     if (patches.length > 0) head.PeersChangedPatch = patches;
     // Presence also goes out in the dedicated field older tooling reads; the patch carries the same

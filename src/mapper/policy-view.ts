@@ -14,10 +14,14 @@ import type { Tailnet } from '../state/tailnet.ts';
 
 export type PolicyImpact = 'none' | 'incremental' | 'structural';
 
-/** What of a node the policy reads; when this text changes, visibility may change for anyone. */
-function fingerprint(node: TailnetNode): string {
+/**
+ * What of a node the policy reads; when this text changes, visibility may change for anyone. The
+ * primary routes count too: a failover moves a route from one router's AllowedIPs to another's.
+ */
+function fingerprint(tailnet: Tailnet, node: TailnetNode): string {
   const p = policyNode(node);
-  return JSON.stringify([p.ipv4, p.ipv6, p.userId, p.tags, p.advertisedRoutes, p.approvedRoutes]);
+  const primary = tailnet.primaryRoutesOf(node.id);
+  return JSON.stringify([p.ipv4, p.ipv6, p.userId, p.tags, p.advertisedRoutes, p.approvedRoutes, primary]);
 }
 
 export class PolicyView {
@@ -31,7 +35,7 @@ export class PolicyView {
     this.#tailnet = tailnet;
     this.#policy = policy;
     this.#serverUrl = serverUrl;
-    for (const node of tailnet.nodes()) this.#fingerprints.set(node.id, fingerprint(node));
+    for (const node of tailnet.nodes()) this.#fingerprints.set(node.id, fingerprint(tailnet, node));
   }
 
   get policy(): Policy {
@@ -63,11 +67,11 @@ export class PolicyView {
         this.#compiled = undefined;
         return 'incremental';
       case 'added':
-        this.#fingerprints.set(id, fingerprint(change.node));
+        this.#fingerprints.set(id, fingerprint(this.#tailnet, change.node));
         this.#compiled = undefined;
         return 'incremental';
       case 'updated': {
-        const now = fingerprint(change.node);
+        const now = fingerprint(this.#tailnet, change.node);
         if (this.#fingerprints.get(id) === now) return 'none';
         this.#fingerprints.set(id, now);
         this.#compiled = undefined;

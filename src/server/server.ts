@@ -32,6 +32,7 @@ import { buildDnsConfig } from '../mapper/dns.ts';
 import { PolicyView } from '../mapper/policy-view.ts';
 import type { Logger } from '../observe/logger.ts';
 import { createMetrics, type Metrics } from '../observe/metrics.ts';
+import { DnsSettingsStore } from '../state/dns.ts';
 import { PolicyStore, policyTailnet, tailnetPolicy } from '../state/policy.ts';
 import { Tailnet, type TailnetOptions } from '../state/tailnet.ts';
 import { WeftError } from '../types/errors.ts';
@@ -156,7 +157,7 @@ async function assemble(
   teardown.add(() => closeServer(admin.server));
 
   const metrics = createMetrics();
-  const { tailnet, policy, control, derp } = await startControlPlane(config, {
+  const { tailnet, policy, dns, control, derp } = await startControlPlane(config, {
     store,
     log,
     metrics,
@@ -170,6 +171,7 @@ async function assemble(
     store,
     tailnet,
     policy,
+    dns,
     baseDomain: config.dns.base_domain,
     logger: log,
     metrics,
@@ -273,6 +275,7 @@ async function startControlPlane(
 ): Promise<{
   tailnet: Tailnet;
   policy: PolicyStore;
+  dns: DnsSettingsStore;
   control: ControlPlane;
   derp: EmbeddedDerp | undefined;
 }> {
@@ -282,6 +285,7 @@ async function startControlPlane(
     log: log.child({ component: 'tailnet' }),
     prefixes: config.prefixes,
     ephemeralInactivityMs: config.ephemeral_node_inactivity_timeout,
+    keyExpiryMs: config.node.expiry,
     ...tuning.tailnet,
   });
   teardown.add(() => tailnet.close());
@@ -297,13 +301,19 @@ async function startControlPlane(
   if (derp !== undefined) teardown.add(() => derp.close());
   const derpMap = await loadDerpMap(config.derp, log, derp?.region);
   const policyView = new PolicyView(tailnet, policy.current.policy, config.server_url);
+  // dns.* from the config until an admin changes the settings through the API (then the stored ones).
+  const dns = await DnsSettingsStore.open({
+    config: config.dns,
+    storage: store.settings,
+    log: log.child({ component: 'dns' }),
+  });
   const builder = new MapBuilder(
     tailnet,
     {
       baseDomain: config.dns.base_domain,
       domain: new URL(config.server_url).hostname,
       derpMap,
-      dnsConfig: buildDnsConfig(config.dns),
+      dnsConfig: buildDnsConfig(config.dns, dns.current),
     },
     policyView,
   );
@@ -313,6 +323,7 @@ async function startControlPlane(
     log: log.child({ component: 'mapper' }),
   });
   teardown.add(async () => broadcaster.close());
+  dns.subscribe((settings) => broadcaster.dnsChanged(buildDnsConfig(config.dns, settings)));
   policy.subscribe((active) => {
     broadcaster.policyChanged(active.policy);
     tailnet
@@ -326,7 +337,7 @@ async function startControlPlane(
     return { nodes: tailnet.size, online, streams: broadcaster.sessionCount };
   });
   if (derp !== undefined) metrics.observeDerp(() => derp.server.stats);
-  return { tailnet, policy, control, derp };
+  return { tailnet, policy, dns, control, derp };
 }
 
 async function openPolicy(config: Config, store: Store, tailnet: Tailnet, log: Logger): Promise<PolicyStore> {

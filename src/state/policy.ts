@@ -87,7 +87,8 @@ export function policyNode(node: TailnetNode): PolicyNode {
 
 export function policyTailnet(tailnet: Tailnet): PolicyTailnet {
   const users = [...tailnet.users()].map((u) => ({ id: u.id, name: u.name, email: u.email }));
-  return { users, nodes: [...tailnet.nodes()].map(policyNode) };
+  // A copy: the tailnet re-elects primaries in place, a compiled policy must keep its own snapshot.
+  return { users, nodes: [...tailnet.nodes()].map(policyNode), primaries: new Map(tailnet.primaries()) };
 }
 
 /**

@@ -541,3 +541,98 @@ describe('Tailnet persistence', () => {
     assert.equal(result.node.ipv4, '100.64.0.3');
   });
 });
+
+describe('routes, HA primaries, server-set tags and key expiry', () => {
+  const routed = (routes: string[]): Hostinfo => ({ Hostname: 'router', RoutableIPs: routes });
+
+  test('approval: canonical, advertised routes only; one exit route approves both; approvals survive withdrawal', async (t) => {
+    const f = await setup(t);
+    const node = await f.node({ hostname: 'router' });
+    f.tailnet.applyMapUpdate(
+      node,
+      { hostinfo: routed(['10.1.0.0/16', '0.0.0.0/0', '::/0']), capVersion: 113 },
+      true,
+    );
+    await rejectsWith(f.tailnet.setApprovedRoutes(node.id, ['10.1.0.0/33']), 'BAD_REQUEST');
+    await rejectsWith(f.tailnet.setApprovedRoutes(node.id, ['10.1.2.3/16']), 'BAD_REQUEST');
+    await rejectsWith(f.tailnet.setApprovedRoutes(node.id, ['10.2.0.0/16']), 'ROUTE_NOT_ADVERTISED');
+    await rejectsWith(f.tailnet.setApprovedRoutes(999, ['10.1.0.0/16']), 'NODE_NOT_FOUND');
+    assert.deepEqual(node.approvedRoutes, [], 'a refused call changes nothing');
+
+    await f.tailnet.setApprovedRoutes(node.id, ['10.1.0.0/16', '::/0']);
+    assert.deepEqual(node.approvedRoutes, ['0.0.0.0/0', '10.1.0.0/16', '::/0']);
+    assert.deepEqual((await f.store.nodes.getById(node.id)).approvedRoutes, [
+      '0.0.0.0/0',
+      '10.1.0.0/16',
+      '::/0',
+    ]);
+
+    f.tailnet.applyMapUpdate(node, { hostinfo: routed([]), capVersion: 113 }, true);
+    await f.tailnet.setApprovedRoutes(node.id, ['10.1.0.0/16']);
+    assert.deepEqual(node.approvedRoutes, ['10.1.0.0/16'], 'a withdrawn route may stay approved');
+  });
+
+  test('one online primary per route; failover to the lowest online id; the old primary does not reclaim it', async (t) => {
+    const f = await setup(t);
+    const [a, b, c] = [await f.node(), await f.node(), await f.node()];
+    for (const node of [a, b, c]) {
+      f.tailnet.applyMapUpdate(node, { hostinfo: routed(['10.9.0.0/24']), capVersion: 113 }, true);
+      await f.tailnet.setApprovedRoutes(node.id, ['10.9.0.0/24']);
+    }
+    assert.equal(f.tailnet.primaries().size, 0, 'offline routers serve nothing');
+    f.tailnet.sessionOpened(c);
+    assert.equal(f.tailnet.primaries().get('10.9.0.0/24'), c.id);
+    f.tailnet.sessionOpened(a);
+    f.tailnet.sessionOpened(b);
+    assert.equal(f.tailnet.primaries().get('10.9.0.0/24'), c.id, 'sticky while the primary is online');
+
+    f.changes.length = 0;
+    f.tailnet.sessionClosed(c);
+    await eventuallyTrue(() => f.tailnet.primaries().get('10.9.0.0/24') === a.id);
+    assert.deepEqual(f.tailnet.primaryRoutesOf(a.id), ['10.9.0.0/24']);
+    assert.deepEqual(f.tailnet.primaryRoutesOf(c.id), []);
+    const updated = f.changes.filter((ch) => ch.kind === 'updated').map((ch) => ch.node.id);
+    assert.ok(updated.includes(a.id) && updated.includes(c.id), 'old and new primary are announced');
+
+    f.tailnet.sessionOpened(c);
+    assert.equal(f.tailnet.primaries().get('10.9.0.0/24'), a.id, 'no failback to the returning router');
+    await f.tailnet.setApprovedRoutes(a.id, []);
+    assert.equal(f.tailnet.primaries().get('10.9.0.0/24'), b.id, 'unapproving the primary moves the route');
+    await f.tailnet.deleteNode(b.id);
+    assert.equal(f.tailnet.primaries().get('10.9.0.0/24'), c.id);
+  });
+
+  test('server-set tags replace the owner and disable key expiry; a tagged node keeps at least one tag', async (t) => {
+    const f = await setup(t, { keyExpiryMs: HOUR });
+    const node = await f.node();
+    assert.ok(
+      node.expiry !== null && node.expiry.getTime() > Date.now() + HOUR - 60_000,
+      'default expiry applied',
+    );
+    await f.tailnet.setTags(node.id, ['tag:web', 'tag:web', 'tag:db']);
+    assert.deepEqual(node.tags, ['tag:db', 'tag:web']);
+    assert.equal(node.userId, null);
+    assert.equal(node.expiry, null);
+    const stored = await f.store.nodes.getById(node.id);
+    assert.deepEqual([stored.userId, stored.tags, stored.expiry], [null, ['tag:db', 'tag:web'], null]);
+    await rejectsWith(f.tailnet.setTags(node.id, []), 'BAD_REQUEST');
+
+    f.tailnet.usePolicy({
+      tagsFor: (_owner, _requested) => ({ denied: ['tag:nope'] }),
+      autoApprovedRoutes: () => [],
+    });
+    await assert.rejects(
+      f.tailnet.setTags(node.id, ['tag:nope']),
+      /requested tags \[tag:nope\] are invalid or not permitted/,
+    );
+    assert.deepEqual(node.tags, ['tag:db', 'tag:web']);
+  });
+});
+
+async function eventuallyTrue(check: () => boolean, timeoutMs = 2_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    assert.ok(Date.now() < deadline, 'condition not met in time');
+    await sleep(10);
+  }
+}

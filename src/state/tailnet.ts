@@ -19,9 +19,11 @@ import {
   uniqueGivenName,
 } from '../netaddr/index.ts';
 import type { Logger } from '../observe/logger.ts';
+import { isExitRoute } from '../policy/index.ts';
 import type { Hostinfo } from '../tailcfg/index.ts';
 import { WeftError } from '../types/errors.ts';
 import type { DiscoPublic, MachinePublic, NodePublic } from '../types/keys.ts';
+import { formatPrefix, parsePrefix } from '../util/ip.ts';
 import { SerialQueue } from '../util/serial.ts';
 import {
   type ChangeListener,
@@ -37,6 +39,8 @@ export interface TailnetOptions {
   prefixes: { v4: string; v6: string; allocation: 'sequential' | 'random' };
   /** An ephemeral node is deleted after being offline this long. */
   ephemeralInactivityMs: number;
+  /** How long a node key is valid after (re-)registration; 0 or absent = never expires. */
+  keyExpiryMs?: number;
   /** A node whose last stream ended is reported offline only after this grace period (a reconnect cancels it). */
   offlineGraceMs?: number;
   /** How long map-request updates wait before they are written to the database together. */
@@ -77,6 +81,32 @@ export function advertisedRoutes(hostinfo: Hostinfo): string[] {
   return Array.isArray(routable) ? routable.filter((r): r is string => typeof r === 'string') : [];
 }
 
+/** `routes` checked and completed for approval on `node`; throws a WeftError naming the bad one. */
+function approvableRoutes(node: TailnetNode, routes: readonly string[]): string[] {
+  const advertised = advertisedRoutes(node.hostinfo);
+  const approved = new Set<string>();
+  for (const route of routes) {
+    const prefix = parsePrefix(route);
+    if (prefix === undefined)
+      throw new WeftError(
+        'BAD_REQUEST',
+        `"${route}" is not a route: expected a CIDR prefix such as 10.0.0.0/24`,
+      );
+    const canonical = formatPrefix(prefix);
+    if (canonical !== route)
+      throw new WeftError('BAD_REQUEST', `"${route}" has host bits set; the route is ${canonical}`);
+    // Approvals outlive a withdrawn advertisement, so only new approvals must be advertised now.
+    if (!advertised.includes(route) && !node.approvedRoutes.includes(route)) {
+      const offered =
+        advertised.length === 0 ? 'it advertises no routes' : `it advertises ${advertised.join(', ')}`;
+      throw new WeftError('ROUTE_NOT_ADVERTISED', `node ${node.id} does not advertise ${route}; ${offered}`);
+    }
+    approved.add(route);
+    if (isExitRoute(route)) for (const exit of ['0.0.0.0/0', '::/0']) approved.add(exit);
+  }
+  return [...approved].sort();
+}
+
 function requestedTags(hostinfo: Hostinfo): string[] {
   const tags = hostinfo.RequestTags;
   return Array.isArray(tags) ? tags.filter((t): t is string => typeof t === 'string') : [];
@@ -98,7 +128,7 @@ export type Registration =
   | { ok: false; reason: 'tags'; denied: string[] };
 
 /** Who owns a node and how it was authorised: what a pre-auth key decides. */
-type Ownership = Pick<TailnetNode, 'userId' | 'tags' | 'ephemeral' | 'authKeyId'>;
+type Ownership = Pick<TailnetNode, 'userId' | 'tags' | 'ephemeral' | 'authKeyId' | 'expiry'>;
 
 /** What a map request may update; absent fields are unchanged. */
 export interface MapUpdate {
@@ -131,6 +161,7 @@ export class Tailnet {
   readonly #offlineGraceMs: number;
   readonly #ephemeralInactivityMs: number;
   readonly #writeBehindMs: number;
+  readonly #keyExpiryMs: number;
   readonly #allocator: AddressAllocator;
   readonly #nodes = new Map<number, TailnetNode>();
   readonly #byNodeKey = new Map<NodePublic, TailnetNode>();
@@ -146,6 +177,8 @@ export class Tailnet {
   #expiryCheckedAt: Date;
   #closed = false;
   #policy: TailnetPolicy | undefined;
+  /** The HA primary router of each subnet route (route → node id); see #elect. */
+  readonly #primaries = new Map<string, number>();
 
   private constructor(options: TailnetOptions, nodes: Node[], users: User[]) {
     this.#store = options.store;
@@ -154,6 +187,7 @@ export class Tailnet {
     this.#offlineGraceMs = options.offlineGraceMs ?? DEFAULT_OFFLINE_GRACE_MS;
     this.#ephemeralInactivityMs = options.ephemeralInactivityMs;
     this.#writeBehindMs = options.writeBehindMs ?? DEFAULT_WRITE_BEHIND_MS;
+    this.#keyExpiryMs = options.keyExpiryMs ?? 0;
     const used = nodes.flatMap((n) => [n.ipv4, n.ipv6]).filter((ip): ip is string => ip !== null);
     this.#allocator = new AddressAllocator(options.prefixes, used);
     for (const user of users) this.#users.set(user.id, user);
@@ -167,6 +201,24 @@ export class Tailnet {
   static async load(options: TailnetOptions): Promise<Tailnet> {
     const [nodes, users] = await Promise.all([options.store.nodes.list(), options.store.users.list()]);
     return new Tailnet(options, nodes, users);
+  }
+
+  /** A new node key's expiry: the configured lifetime from now; never for tagged nodes (as Tailscale). */
+  #keyExpiry(tags: readonly string[], now: Date): Date | null {
+    if (tags.length > 0 || this.#keyExpiryMs <= 0) return null;
+    return new Date(now.getTime() + this.#keyExpiryMs);
+  }
+
+  /** The primary router of every subnet route that some online node serves (route → node id). */
+  primaries(): ReadonlyMap<string, number> {
+    return this.#primaries;
+  }
+
+  /** The subnet routes this node is the primary router for. */
+  primaryRoutesOf(id: number): string[] {
+    const routes: string[] = [];
+    for (const [route, primary] of this.#primaries) if (primary === id) routes.push(route);
+    return routes.sort();
   }
 
   /** From now on, registrations and advertised routes follow this policy. */
@@ -260,6 +312,7 @@ export class Tailnet {
         tags: decided.tags,
         ephemeral: key.ephemeral || request.ephemeral,
         authKeyId: key.id,
+        expiry: this.#keyExpiry(decided.tags, now),
       };
       // Using up the key and writing the node are one transaction: a failed write leaves the key usable.
       const useKey = async (repos: Repositories) => reRun || (await repos.preAuthKeys.consume(key.id));
@@ -344,7 +397,6 @@ export class Tailnet {
     const hostinfoBefore = node.hostinfo;
     const update: NodeUpdate = {
       nodeKey: request.nodeKey,
-      expiry: null,
       hostinfo: request.hostinfo,
       approvedRoutes: this.#autoApproved({ ...node, ...ownership }, request.hostinfo, node.approvedRoutes),
       ...ownership,
@@ -366,6 +418,7 @@ export class Tailnet {
     Object.assign(node, update);
     if (!node.ephemeral) this.#clearTimer(this.#ephemeralTimers, node.id);
     this.#changed(node, { self: true });
+    this.#electFor(node);
     return node;
   }
 
@@ -444,6 +497,7 @@ export class Tailnet {
     if (Object.keys(stored).length > 0) this.#writeBehind(node.id, stored);
     if (whole) this.#changed(node, { self: true });
     else if (Object.keys(patch).length > 0) this.#patched(node, patch);
+    if (whole) this.#electFor(node);
   }
 
   /** A streaming map session started for the node: it is online. */
@@ -454,6 +508,7 @@ export class Tailnet {
     if (!node.online) {
       node.online = true;
       this.#patched(node, { online: true });
+      this.#electFor(node);
     }
   }
 
@@ -478,6 +533,7 @@ export class Tailnet {
     node.lastSeen = lastSeen;
     this.#writeBehind(node.id, { lastSeen });
     this.#patched(node, { online: false, lastSeen });
+    this.#electFor(node);
   }
 
   #scheduleEphemeralRemoval(node: TailnetNode): void {
@@ -524,6 +580,7 @@ export class Tailnet {
     await this.#store.nodes.delete(node.id);
     this.#unindex(node);
     this.#emit({ kind: 'removed', node });
+    this.#electFor(node);
   }
 
   /** Sets the node key's expiry (null = never); a time in the past logs the node out at once. */
@@ -533,6 +590,7 @@ export class Tailnet {
       await this.#writeNow(id, { expiry });
       node.expiry = expiry;
       this.#changed(node, { self: true });
+      this.#elect();
       this.#armExpiryTimer();
     });
   }
@@ -570,7 +628,108 @@ export class Tailnet {
         this.#log.info({ node: node.id, approved_routes: approved }, 'routes approved by autoApprovers');
         this.#changed(node, { self: true });
       }
+      this.#elect();
     });
+  }
+
+  /**
+   * Server-set tags (an admin's `nodes tag`): they replace the node's owner, as in Tailscale, and must
+   * be tags the policy defines. A tagged node cannot be left without tags: it would belong to no one.
+   */
+  setTags(id: number, tags: readonly string[]): Promise<TailnetNode> {
+    return this.#serial.run(async () => {
+      const node = this.#require(id);
+      const wanted = [...new Set(tags)].sort();
+      if (wanted.length === 0) {
+        if (node.tags.length === 0) return node;
+        throw new WeftError(
+          'BAD_REQUEST',
+          `node ${id} is owned by its tags; it needs at least one (to give it to a user, log it in again as that user)`,
+        );
+      }
+      const decided = this.#policy?.tagsFor({ userId: null, keyTags: wanted }, []) ?? { tags: wanted };
+      if ('denied' in decided)
+        throw new WeftError(
+          'BAD_REQUEST',
+          `requested tags [${decided.denied.join(' ')}] are invalid or not permitted`,
+        );
+      if (sameStrings(decided.tags, node.tags) && node.userId === null) return node;
+      const update: NodeUpdate = { tags: decided.tags, userId: null, expiry: null };
+      await this.#writeNow(id, update);
+      Object.assign(node, update);
+      this.#changed(node, { self: true });
+      this.#armExpiryTimer();
+      return node;
+    });
+  }
+
+  /**
+   * Sets the node's approved routes (an admin's approve/unapprove). Each must be a canonical prefix the
+   * node advertises; approving either exit route approves both, as one exit node is both families.
+   */
+  setApprovedRoutes(id: number, routes: readonly string[]): Promise<TailnetNode> {
+    return this.#serial.run(async () => {
+      const node = this.#require(id);
+      const approved = approvableRoutes(node, routes);
+      if (!sameStrings(approved, node.approvedRoutes)) {
+        await this.#writeNow(id, { approvedRoutes: approved });
+        node.approvedRoutes = approved;
+        this.#changed(node, { self: true });
+        this.#elect();
+      }
+      return node;
+    });
+  }
+
+  /**
+   * Re-elects only when `node` can matter: it has approved subnet routes or is a primary. Presence
+   * changes of every other node (nearly all of them) then cost nothing, even in a join storm.
+   */
+  #electFor(node: TailnetNode): void {
+    const router = node.approvedRoutes.some((route) => !isExitRoute(route));
+    if (router || this.primaryRoutesOf(node.id).length > 0) this.#elect();
+  }
+
+  /**
+   * HA subnet routers: for each approved, advertised subnet route, one online router is primary and
+   * only it carries the route in its peers' AllowedIPs (a prefix may map to one peer only). The
+   * primary stays while it is online (no flapping back when an older router returns); otherwise the
+   * lowest node id among the online candidates takes over. Both the old and the new primary are
+   * announced, so every peer re-reads their routes.
+   */
+  #elect(): void {
+    const now = this.#now();
+    const candidates = new Map<string, number[]>();
+    for (const node of this.#nodes.values()) {
+      if (!node.online || isExpired(node, now)) continue;
+      const advertised = advertisedRoutes(node.hostinfo);
+      for (const route of node.approvedRoutes) {
+        if (isExitRoute(route) || !advertised.includes(route)) continue;
+        candidates.set(route, [...(candidates.get(route) ?? []), node.id]);
+      }
+    }
+    const touched = new Set<number>();
+    for (const [route, id] of this.#primaries) {
+      if (!candidates.has(route)) {
+        this.#primaries.delete(route);
+        touched.add(id);
+      }
+    }
+    for (const [route, ids] of candidates) {
+      const previous = this.#primaries.get(route);
+      if (previous !== undefined && ids.includes(previous)) continue;
+      const primary = Math.min(...ids);
+      this.#primaries.set(route, primary);
+      touched.add(primary);
+      if (previous !== undefined) {
+        touched.add(previous);
+        this.#log.info({ route, from: previous, to: primary }, 'subnet route failed over');
+      }
+    }
+    for (const id of touched) {
+      const node = this.#nodes.get(id);
+      if (node !== undefined) this.#changed(node, { self: true });
+    }
   }
 
   /** `already` plus the advertised routes autoApprovers approve for this node, in a stable order. */
@@ -621,6 +780,7 @@ export class Tailnet {
       const at = node.expiry?.getTime();
       if (at !== undefined && at > from && isExpired(node, now)) this.#changed(node, { self: true });
     }
+    this.#elect();
     this.#armExpiryTimer();
   }
 

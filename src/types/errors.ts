@@ -23,6 +23,7 @@ export const ERROR_CATALOGUE = {
   APIKEY_NOT_FOUND: { status: 404, title: 'No such API key' },
   APIKEY_AMBIGUOUS: { status: 409, title: 'The key prefix matches more than one API key' },
   APIKEY_EXPIRED: { status: 409, title: 'The API key has already expired' },
+  ROUTE_NOT_ADVERTISED: { status: 400, title: 'The node does not advertise that route' },
   POLICY_INVALID: { status: 400, title: 'The policy is not valid' },
   POLICY_TESTS_FAILED: { status: 400, title: "The policy's tests failed" },
   POLICY_FILE_MODE: { status: 409, title: 'The policy is read from a file (policy.mode: file)' },

@@ -359,6 +359,9 @@ describe('nodes', () => {
       createdAt: stored.createdAt.toISOString(),
       os: 'linux',
       clientVersion: '1.80.0-t1234',
+      availableRoutes: [],
+      approvedRoutes: [],
+      subnetRoutes: [],
     });
     assert.equal(laptop.user.name, 'alice');
     assert.equal(nodes[1].os, '');
@@ -447,6 +450,96 @@ describe('nodes', () => {
       [['updated', ids.phone]],
     );
     assertProblem(await call('POST', '/api/v1/node/999999/expire'), 404, 'NODE_NOT_FOUND');
+  });
+
+  test('expire with a body: a later time extends the key, null disables expiry; bad bodies change nothing', async () => {
+    const post = (body: unknown) =>
+      nodeApp.inject({
+        method: 'POST',
+        url: `/api/v1/node/${ids.phone}/expire`,
+        headers: { [LOCAL]: '1' },
+        payload: body as object,
+      });
+    const later = new Date(Date.now() + 86_400_000);
+    const extended = await post({ expiry: later.toISOString() });
+    assert.equal(extended.statusCode, 200, extended.body);
+    assert.equal(extended.json().node.expiry, later.toISOString());
+    assert.equal(extended.json().node.expired, false);
+    const never = await post({ expiry: null });
+    assert.equal(never.json().node.expiry, null);
+    assertProblem(await post({ expiry: 'tomorrow' }), 400, 'BAD_REQUEST', /body\.expiry/);
+    assertProblem(await post({ when: null }), 400, 'BAD_REQUEST', /when/);
+    assert.equal(net.node(ids.phone)?.expiry, null);
+  });
+
+  test('approve_routes sets the approved list; bad routes, unadvertised ones and unknown nodes are refused', async () => {
+    const laptop = net.node(ids.laptop);
+    assert.ok(laptop);
+    net.applyMapUpdate(
+      laptop,
+      {
+        hostinfo: { ...laptop.hostinfo, RoutableIPs: ['10.20.0.0/16', '0.0.0.0/0', '::/0'] },
+        capVersion: 113,
+      },
+      false,
+    );
+    const post = (id: number, body: unknown) =>
+      nodeApp.inject({
+        method: 'POST',
+        url: `/api/v1/node/${id}/approve_routes`,
+        headers: { [LOCAL]: '1' },
+        payload: body as object,
+      });
+    assertProblem(await post(ids.laptop, { routes: ['10.20.0.0/99'] }), 400, 'BAD_REQUEST', /is not a route/);
+    assertProblem(
+      await post(ids.laptop, { routes: ['10.20.1.0/16'] }),
+      400,
+      'BAD_REQUEST',
+      /host bits set; the route is 10\.20\.0\.0\/16/,
+    );
+    assertProblem(
+      await post(ids.laptop, { routes: ['10.30.0.0/16'] }),
+      400,
+      'ROUTE_NOT_ADVERTISED',
+      /does not advertise 10\.30\.0\.0\/16/,
+    );
+    assertProblem(await post(999_999, { routes: [] }), 404, 'NODE_NOT_FOUND');
+    assertProblem(await post(ids.laptop, { routes: '10.20.0.0/16' }), 400, 'BAD_REQUEST', /body\.routes/);
+    assert.deepEqual(net.node(ids.laptop)?.approvedRoutes, []);
+
+    const ok = await post(ids.laptop, { routes: ['10.20.0.0/16', '0.0.0.0/0'] });
+    assert.equal(ok.statusCode, 200, ok.body);
+    const node = ok.json().node;
+    assert.deepEqual(node.availableRoutes, ['10.20.0.0/16', '0.0.0.0/0', '::/0']);
+    assert.deepEqual(
+      node.approvedRoutes,
+      ['0.0.0.0/0', '10.20.0.0/16', '::/0'],
+      'one exit route approves both',
+    );
+    // Offline: exit routes are served (no election), the subnet only by an online primary.
+    assert.deepEqual(node.subnetRoutes, ['0.0.0.0/0', '::/0']);
+    assert.deepEqual((await nodeStore.nodes.getById(ids.laptop)).approvedRoutes, [
+      '0.0.0.0/0',
+      '10.20.0.0/16',
+      '::/0',
+    ]);
+  });
+
+  test('tags: server-set tags replace the owner; bad tags are refused', async () => {
+    const post = (id: number, body: unknown) =>
+      nodeApp.inject({
+        method: 'POST',
+        url: `/api/v1/node/${id}/tags`,
+        headers: { [LOCAL]: '1' },
+        payload: body as object,
+      });
+    assertProblem(await post(ids.phone, { tags: ['server'] }), 400, 'BAD_REQUEST', /tags start with "tag:"/);
+    assertProblem(await post(999_999, { tags: ['tag:x'] }), 404, 'NODE_NOT_FOUND');
+    const res = await post(ids.phone, { tags: ['tag:mobile'] });
+    assert.equal(res.statusCode, 200, res.body);
+    assert.equal(res.json().node.user, null);
+    assert.deepEqual(res.json().node.tags, ['tag:mobile']);
+    assertProblem(await post(ids.phone, { tags: [] }), 400, 'BAD_REQUEST', /at least one/);
   });
 
   test('delete removes the node from the tailnet and the database', async () => {

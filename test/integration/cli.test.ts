@@ -353,7 +353,7 @@ describe('weft nodes against a running server', () => {
       const seed = async (n: number, name: string, userId: number | null, extra: Partial<NewNode> = {}) =>
         String(await seedNode(store, n, name, userId, extra));
       ids.laptop = await seed(1, 'laptop', alice.id, {
-        hostinfo: { Hostname: 'laptop', OS: 'linux', IPNVersion: '1.80.0' },
+        hostinfo: { Hostname: 'laptop', OS: 'linux', IPNVersion: '1.80.0', RoutableIPs: ['10.20.0.0/16'] },
         lastSeen: new Date('2025-01-02T03:04:05Z'),
       });
       ids.phone = await seed(2, 'phone', bob.id);
@@ -487,6 +487,83 @@ describe('weft nodes against a running server', () => {
     refused(await weft.cli(['nodes', 'show']), 2, /missing required argument 'id'/);
     refused(await weft.cli(['nodes', 'list', '-o', 'yaml']), 2, /argument 'yaml' is invalid/);
     assert.equal(ok(await weft.cli(['nodes', 'list', '-o', 'json'])), before);
+  });
+
+  test('routes list / approve / unapprove; refusals say why and change nothing', async () => {
+    const table = ok(await weft.cli(['routes', 'list']))
+      .trimEnd()
+      .split('\n');
+    assert.match(table[0] ?? '', /^ID\s+NAME\s+ADVERTISED\s+APPROVED\s+SERVING$/);
+    assert.match(table[1] ?? '', new RegExp(`^${ids.laptop}\\s+desk\\s+10\\.20\\.0\\.0/16\\s+-\\s+-$`));
+    assert.equal(table.length, 2, 'only nodes with routes');
+
+    refused(
+      await weft.cli(['routes', 'approve', ids.laptop, '10.30.0.0/16']),
+      1,
+      /^error: node \d+ does not advertise 10\.30\.0\.0\/16; it advertises 10\.20\.0\.0\/16$/,
+    );
+    refused(await weft.cli(['routes', 'approve', ids.laptop, 'ten']), 1, /^error: "ten" is not a route/);
+    refused(await weft.cli(['routes', 'approve', '999999', '10.20.0.0/16']), 1, /no node with id 999999/);
+    refused(
+      await weft.cli(['routes', 'unapprove', ids.laptop, '10.20.0.0/16']),
+      1,
+      /has no approved route 10\.20\.0\.0\/16/,
+    );
+    assert.equal(
+      ok(await weft.cli(['routes', 'approve', ids.laptop, '10.20.0.0/16'])),
+      `Node ${ids.laptop} (desk): approved 10.20.0.0/16; serving -\n`,
+    );
+    const listed = JSON.parse(ok(await weft.cli(['routes', 'list', '-o', 'json'])));
+    assert.deepEqual(listed, [
+      {
+        id: ids.laptop,
+        name: 'desk',
+        availableRoutes: ['10.20.0.0/16'],
+        approvedRoutes: ['10.20.0.0/16'],
+        subnetRoutes: [],
+      },
+    ]);
+    assert.equal(
+      ok(await weft.cli(['routes', 'unapprove', ids.laptop, '10.20.0.0/16'])),
+      `Node ${ids.laptop} (desk): approved -; serving -\n`,
+    );
+  });
+
+  test('nodes tag follows the policy; nodes expire --in / --never', async () => {
+    refused(
+      await weft.cli(['nodes', 'tag', ids.laptop, '--tags', 'tag:web']),
+      1,
+      /^error: requested tags \[tag:web\] are invalid or not permitted$/,
+    );
+    refused(await weft.cli(['nodes', 'tag', ids.laptop, '--tags', 'web']), 2, /tags start with "tag:"/);
+    const dir = await mkdtemp(join(tmpdir(), 'weft-cli-policy-'));
+    try {
+      await writeFile(join(dir, 'policy.hujson'), '{"tagOwners": {"tag:web": []}}');
+      ok(await weft.cli(['policy', 'set', join(dir, 'policy.hujson')]));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    assert.equal(
+      ok(await weft.cli(['nodes', 'tag', ids.laptop, '--tags', 'tag:web'])),
+      `Node ${ids.laptop} (desk) tagged tag:web\n`,
+    );
+    const tagged = (await nodesJson()).find((n) => n.id === ids.laptop);
+    assert.equal(tagged?.user, null);
+    assert.deepEqual(tagged?.tags, ['tag:web']);
+
+    assert.equal(
+      ok(await weft.cli(['nodes', 'expire', ids.server, '--never'])),
+      `Node ${ids.server} (server) now expires: never\n`,
+    );
+    assert.match(
+      ok(await weft.cli(['nodes', 'expire', ids.server, '--in', '1d'])),
+      /now expires: \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ\n$/,
+    );
+    refused(
+      await weft.cli(['nodes', 'expire', ids.server, '--in', '1d', '--never']),
+      2,
+      /exclude each other/,
+    );
   });
 });
 

@@ -329,6 +329,25 @@ for (const [dialect, options] of Object.entries(dialects)) {
       );
     });
 
+    test('settings: absent until put, then the stored JSON, replaced whole by the next put', async () => {
+      assert.equal(await store.settings.get('dns'), undefined);
+      const first = { nameservers: { global: ['1.1.1.1'], split: {} }, searchDomains: ['corp.example'] };
+      await store.settings.put('dns', first, new Date('2026-01-01T00:00:00Z'));
+      assert.deepEqual(await store.settings.get('dns'), first);
+      const second = {
+        nameservers: { global: [], split: { 'b.example': ['10.0.0.53'] } },
+        searchDomains: [],
+      };
+      await store.settings.put('dns', second);
+      assert.deepEqual(await store.settings.get('dns'), second);
+      assert.equal(await store.settings.get('other'), undefined);
+      const rows = await store.kysely.selectFrom('settings').select('key').execute();
+      assert.deepEqual(
+        rows.map((row) => row.key),
+        ['dns'],
+      );
+    });
+
     test('transactions roll back every write when the work throws', async () => {
       await assert.rejects(
         store.transaction(async (repos) => {
@@ -372,6 +391,6 @@ test('both dialects migrate to the same tables and columns', async () => {
   assert.deepEqual(schemas[0], schemas[1]);
   assert.deepEqual(
     Object.keys(schemas[0] ?? {}).filter((t) => !t.startsWith('kysely_')),
-    ['api_keys', 'nodes', 'policies', 'pre_auth_keys', 'users'],
+    ['api_keys', 'nodes', 'policies', 'pre_auth_keys', 'settings', 'users'],
   );
 });

@@ -118,7 +118,11 @@ export function labUnavailableReason(): string | undefined {
 const COMMAND_TIMEOUT_MS = 15_000;
 
 /** Runs a setup command; a failure is a broken lab, so it throws with the command's own words. */
-async function mustRun(command: string, args: string[], timeoutMs = COMMAND_TIMEOUT_MS): Promise<string> {
+export async function mustRun(
+  command: string,
+  args: string[],
+  timeoutMs = COMMAND_TIMEOUT_MS,
+): Promise<string> {
   const result = await runCommand(command, args, { timeoutMs });
   if (result.code !== 0) {
     const outcome = result.code === null ? `timed out after ${timeoutMs} ms` : `exit ${result.code}`;
@@ -128,11 +132,11 @@ async function mustRun(command: string, args: string[], timeoutMs = COMMAND_TIME
 }
 
 /** `ip netns exec <ns> command args`; ip execs the command, so a child's pid is the command's own. */
-function inNamespace(ns: string, command: string, args: string[]): [string, string[]] {
+export function inNamespace(ns: string, command: string, args: string[]): [string, string[]] {
   return ['ip', ['netns', 'exec', ns, command, ...args]];
 }
 
-function mustRunIn(ns: string, command: string, args: string[]): Promise<string> {
+export function mustRunIn(ns: string, command: string, args: string[]): Promise<string> {
   return mustRun(...inNamespace(ns, command, args));
 }
 
@@ -184,7 +188,7 @@ function isAlive(pid: number): boolean {
  * Deletes lab namespaces, first killing whatever still runs inside (only ever processes a lab started):
  * a namespace outlives its name as long as a process holds it, and so would the process.
  */
-function deleteNamespacesSync(names: string[]): void {
+export function deleteNamespacesSync(names: string[]): void {
   for (const name of names) {
     const pids = spawnSync('ip', ['netns', 'pids', name], { encoding: 'utf8' }).stdout ?? '';
     for (const pid of pids.split('\n').filter((line) => /^\d+$/.test(line)))
@@ -200,7 +204,7 @@ function isLeftover(name: string, pattern: RegExp): boolean {
 }
 
 /** Removes what earlier runs left behind when they were killed before they could clean up. */
-function removeLeftoverLabs(): void {
+export function removeLeftoverLabs(): void {
   deleteNamespacesSync(listNamespaces().filter((name) => isLeftover(name, LAB_NAMESPACE_PATTERN)));
   if (process.env.KEEP_TEST_DIRS) return; // kept on purpose, for a look after the run
   for (const entry of readdirSync(tmpdir()).filter((name) => isLeftover(name, LAB_DIR_PATTERN)))
@@ -208,7 +212,7 @@ function removeLeftoverLabs(): void {
 }
 
 /** `ip <command line>`; lab names and addresses never contain spaces, so one string reads like the shell recipe. */
-function ip(commandLine: string): Promise<string> {
+export function ip(commandLine: string): Promise<string> {
   return mustRun('ip', commandLine.split(' '));
 }
 
@@ -233,7 +237,7 @@ async function connectLan(natNs: string, hostNs: string, subnet: string): Promis
   await ip(`-n ${hostNs} route add default via ${gateway}`);
 }
 
-async function createNamespace(ns: string): Promise<void> {
+export async function createNamespace(ns: string): Promise<void> {
   await ip(`netns add ${ns}`);
   await ip(`-n ${ns} link set lo up`);
   // An IPv4-only lab: no link-local IPv6 addresses for tailscaled to advertise or probe.
@@ -305,11 +309,11 @@ async function applyNatPolicy(ns: string, policy: NatPolicy, dir: string): Promi
 // ---------------------------------------------------------------------------------------------------
 // Long-running helper processes inside a namespace (derper, echo services)
 
-interface NamespaceProcess {
+export interface NamespaceProcess {
   stop(): Promise<void>;
 }
 
-async function startInNamespace(
+export async function startInNamespace(
   ns: string,
   command: string,
   args: string[],

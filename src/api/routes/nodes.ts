@@ -1,6 +1,7 @@
 /**
- * `/api/v1/node`: list, show, delete, expire and rename nodes. Every change goes through the tailnet
- * model, which writes it to the database and tells connected clients at once.
+ * `/api/v1/node`: list, show, delete, expire, rename and tag nodes, and approve their routes. Every
+ * change goes through the tailnet model, which writes it to the database and tells connected clients
+ * at once.
  */
 import type { FastifyInstance } from 'fastify';
 import type { User } from '../../db/records.ts';
@@ -9,7 +10,15 @@ import { WeftError } from '../../types/errors.ts';
 import type { RouteContext } from '../app.ts';
 import { nodeJson } from '../present.ts';
 import { parseInput } from '../problems.ts';
-import { idParams, type NodeJson, nodeFilterQuery, renameNodeParams } from '../wire.ts';
+import {
+  approveRoutesBody,
+  expireNodeBody,
+  idParams,
+  type NodeJson,
+  nodeFilterQuery,
+  renameNodeParams,
+  setTagsBody,
+} from '../wire.ts';
 
 export function registerNodeRoutes(
   api: FastifyInstance,
@@ -21,7 +30,7 @@ export function registerNodeRoutes(
     return tailnet.user(node.userId) ?? (await store.users.findById(node.userId));
   };
   const present = async (node: TailnetNode): Promise<NodeJson> =>
-    nodeJson(node, await ownerOf(node), baseDomain, now());
+    nodeJson(node, await ownerOf(node), baseDomain, now(), tailnet.primaryRoutesOf(node.id));
   const nodeById = (id: number): TailnetNode => {
     const node = tailnet.node(id);
     if (node === undefined) throw new WeftError('NODE_NOT_FOUND', `there is no node with id ${id}`);
@@ -50,8 +59,22 @@ export function registerNodeRoutes(
 
   api.post('/node/:id/expire', async (request) => {
     const { id } = parseInput(idParams, request.params, 'path');
-    await tailnet.setExpiry(id, now());
+    const body = parseInput(expireNodeBody, request.body, 'body');
+    await tailnet.setExpiry(id, body === undefined ? now() : body.expiry);
     return { node: await present(nodeById(id)) };
+  });
+
+  // Headscale's path and body: the whole list of approved routes.
+  api.post('/node/:id/approve_routes', async (request) => {
+    const { id } = parseInput(idParams, request.params, 'path');
+    const { routes } = parseInput(approveRoutesBody, request.body, 'body');
+    return { node: await present(await tailnet.setApprovedRoutes(id, routes)) };
+  });
+
+  api.post('/node/:id/tags', async (request) => {
+    const { id } = parseInput(idParams, request.params, 'path');
+    const { tags } = parseInput(setTagsBody, request.body, 'body');
+    return { node: await present(await tailnet.setTags(id, tags)) };
   });
 
   api.post('/node/:id/rename/:newName', async (request) => {

@@ -1,8 +1,9 @@
-/** `weft nodes list|show|delete|expire|rename`. */
+/** `weft nodes list|show|delete|expire|rename|tag`. */
 import { Command } from '@commander-js/extra-typings';
 import type { NodeJson } from '../../api/wire.ts';
-import { nodeIdArgument } from '../arguments.ts';
+import { durationArgument, nodeIdArgument, tagsArgument } from '../arguments.ts';
 import type { Connect } from '../connect.ts';
+import { UsageError } from '../errors.ts';
 import { formatTime, outputOption, printJson, printLine, printTable, yesNo } from '../output.ts';
 
 function ipv4Of(node: NodeJson): string {
@@ -36,6 +37,9 @@ function describeNode(node: NodeJson): string {
     ['Hostname', node.hostname],
     ['User', node.user === null ? '- (tagged node)' : node.user.name],
     ['Tags', node.tags.length > 0 ? node.tags.join(',') : '-'],
+    ['Advertised routes', node.availableRoutes.join(', ') || '-'],
+    ['Approved routes', node.approvedRoutes.join(', ') || '-'],
+    ['Serving routes', node.subnetRoutes.join(', ') || '-'],
     ['IPv4', ipv4Of(node)],
     ['IPv6', ipv6Of(node)],
     ['Online', yesNo(node.online)],
@@ -110,13 +114,42 @@ export function nodesCommand(connect: Connect): Command {
   nodes
     .command('expire')
     .alias('logout')
-    .description("expire a node's key now; the node must log in again")
+    .description("expire a node's key (now by default); an expired node must log in again")
     .argument('<id>', 'node id (from weft nodes list)', nodeIdArgument)
+    .option(
+      '--in <duration>',
+      'expire this long from now instead (e.g. 30d); extends a key too',
+      durationArgument,
+    )
+    .option('--never', 'disable key expiry for this node')
     .addOption(outputOption())
     .action(async (id, options, command) => {
-      const node = await connect(command).expireNode(id);
+      if (options.in !== undefined && options.never)
+        throw new UsageError('--in and --never exclude each other');
+      const expiry = options.never
+        ? null
+        : options.in === undefined
+          ? undefined
+          : new Date(Date.now() + options.in);
+      const node = await connect(command).expireNode(id, expiry);
+      if (options.output === 'json') return printJson(node);
+      if (expiry === undefined) printLine(`Node ${node.id} (${node.givenName}) expired`);
+      else
+        printLine(
+          `Node ${node.id} (${node.givenName}) now expires: ${node.expiry === null ? 'never' : formatTime(node.expiry)}`,
+        );
+    });
+
+  nodes
+    .command('tag')
+    .description("set a node's tags (server-set tags replace its user as owner)")
+    .argument('<id>', 'node id (from weft nodes list)', nodeIdArgument)
+    .requiredOption('-t, --tags <tags>', 'comma-separated tags, e.g. tag:server,tag:prod', tagsArgument)
+    .addOption(outputOption())
+    .action(async (id, options, command) => {
+      const node = await connect(command).setNodeTags(id, options.tags);
       if (options.output === 'json') printJson(node);
-      else printLine(`Node ${node.id} (${node.givenName}) expired`);
+      else printLine(`Node ${node.id} (${node.givenName}) tagged ${node.tags.join(',') || '(none)'}`);
     });
 
   nodes
