@@ -59,13 +59,13 @@ export function processCpuSeconds(pid: number): number {
 /** USER_HZ; 100 on every Linux build that matters (getconf CLK_TCK). */
 const CLOCK_TICKS = 100;
 
-function spawned(child: ChildProcess, what: string): number {
+export function spawned(child: ChildProcess, what: string): number {
   if (child.pid === undefined) throw new Error(`could not start ${what}`);
   return child.pid;
 }
 
 /** Sets up the exit hook and returns an idempotent stop for `child` and its temp dir. */
-function stopper(child: ChildProcess, dir: string): () => Promise<void> {
+export function stopper(child: ChildProcess, dir: string): () => Promise<void> {
   const unregister = onProcessExit(() => {
     killQuietly(child.pid, 'SIGKILL');
     rmSync(dir, { recursive: true, force: true });
@@ -134,7 +134,7 @@ export async function startWeftServer(options: WeftStartOptions = {}): Promise<B
   }
 }
 
-async function waitForHttp(child: ChildProcess, url: string, output: OutputLog): Promise<void> {
+export async function waitForHttp(child: ChildProcess, url: string, output: OutputLog): Promise<void> {
   const deadline = performance.now() + START_TIMEOUT_MS;
   while (performance.now() < deadline) {
     if (hasExited(child)) throw new Error(`weft exited during start-up:\n${output.tail()}`);
