@@ -16,7 +16,8 @@
  * legal and carry nothing. Any bad type, oversize header or authentication failure poisons the stream:
  * the counter can no longer be trusted, so the connection must be dropped.
  */
-import { AEAD_NONCE_SIZE, AEAD_TAG_SIZE, open, sealInto } from '../crypto/aead.ts';
+import type { KeyObject } from 'node:crypto';
+import { AEAD_NONCE_SIZE, AEAD_TAG_SIZE, aeadKey, open, sealInto } from '../crypto/aead.ts';
 import { NoiseError } from './errors.ts';
 
 export const MSG_RECORD = 0x04;
@@ -29,9 +30,10 @@ export const MAX_PLAINTEXT_SIZE = MAX_RECORD_SIZE - RECORD_HEADER_SIZE - AEAD_TA
 const MAX_COUNTER = Number.MAX_SAFE_INTEGER;
 const TWO_32 = 0x1_0000_0000;
 
-function checkKey(key: Uint8Array): Buffer {
+/** The key imported once: every record of the connection reuses it. */
+function checkKey(key: Uint8Array): KeyObject {
   if (key.length !== 32) throw new NoiseError('bad-key', `transport key must be 32 bytes, got ${key.length}`);
-  return Buffer.from(key);
+  return aeadKey(key);
 }
 
 /** Writes the nonce for `counter` into `nonce` (whose first 4 bytes stay zero). */
@@ -42,7 +44,7 @@ function setNonce(nonce: Buffer, counter: number): void {
 
 /** Encrypts outgoing plaintext into records with one direction's key and counter. */
 export class RecordSealer {
-  readonly #key: Buffer;
+  readonly #key: KeyObject;
   readonly #nonce = Buffer.alloc(AEAD_NONCE_SIZE);
   #counter = 0;
 
@@ -93,7 +95,7 @@ export class RecordSealer {
  * announcement is refused before any of its body is buffered. After an error every call throws.
  */
 export class RecordReader {
-  readonly #key: Buffer;
+  readonly #key: KeyObject;
   readonly #nonce = Buffer.alloc(AEAD_NONCE_SIZE);
   #counter = 0;
   /** Bytes of an incomplete record; held as chunks so trickling input is not re-copied per chunk. */
