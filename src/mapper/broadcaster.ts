@@ -16,6 +16,7 @@ import type { DNSConfig, PeerChange } from '../tailcfg/index.ts';
 import type { Delta, MapBuilder, PeerEntry, ViewerState } from './builder.ts';
 import { type Compression, frame } from './frame.ts';
 import { peerChange } from './node-view.ts';
+import { PeerSet } from './peer-set.ts';
 import type { PolicyImpact } from './policy-view.ts';
 import { type FrameSink, MapSession } from './session.ts';
 
@@ -36,6 +37,9 @@ export const DEFAULT_BROADCASTER_OPTIONS = {
   keepAliveJitterMs: 9_000,
   maxQueuedBytes: 4 * 1024 * 1024,
 } as const;
+
+/** The widest batch window under load: still well inside the 2 s a change may take to reach peers. */
+const MAX_BATCH_DELAY_MS = 1_000;
 
 /** Changes waiting for the next flush, coalesced per node. */
 class PendingChanges {
@@ -119,12 +123,15 @@ export class MapBroadcaster {
   readonly #states = new WeakMap<MapSession, ViewerState>();
   #pending = new PendingChanges();
   #timer: NodeJS.Timeout | undefined;
+  /** The current batch window: the configured delay, widened while deliveries are expensive. */
+  #delayMs: number;
   readonly #unsubscribe: () => void;
 
   constructor(tailnet: Tailnet, builder: MapBuilder, options: BroadcasterOptions) {
     this.#tailnet = tailnet;
     this.#builder = builder;
     this.#options = options;
+    this.#delayMs = options.batchDelayMs;
     this.#unsubscribe = tailnet.subscribe((change) => this.#onChange(change));
   }
 
@@ -209,7 +216,7 @@ export class MapBroadcaster {
 
   #schedule(): void {
     if (this.#timer !== undefined) return;
-    this.#timer = setTimeout(() => this.flush(), this.#options.batchDelayMs);
+    this.#timer = setTimeout(() => this.flush(), this.#delayMs);
     this.#timer.unref();
   }
 
@@ -220,11 +227,24 @@ export class MapBroadcaster {
     const pending = this.#pending;
     this.#pending = new PendingChanges();
     if (pending.empty) return;
+    const started = performance.now();
     try {
       this.#deliver(pending);
     } catch (err) {
       this.#options.log.error({ err }, 'could not deliver map updates');
     }
+    this.#adapt(performance.now() - started);
+  }
+
+  /**
+   * Keeps fan-out from eating the server: a delivery that took d ms makes the next window at least
+   * 2·d long (up to MAX_BATCH_DELAY_MS), so under a join storm each client gets fewer, larger deltas
+   * instead of one per 100 ms, and the per-message cost (encryption, syscalls) stays bounded. Quiet
+   * tailnets keep the configured window.
+   */
+  #adapt(deliveryMs: number): void {
+    const wanted = Math.max(this.#options.batchDelayMs, deliveryMs * 2);
+    this.#delayMs = Math.min(MAX_BATCH_DELAY_MS, wanted);
   }
 
   #deliver(pending: PendingChanges): void {
@@ -276,7 +296,7 @@ export class MapBroadcaster {
       (p) => batch.pending.whole.has(p.node.id) || state.peers.get(p.node.id) !== now.get(p.node.id),
     );
     const removed = [...state.peers.keys()].filter((id) => !now.has(id)).sort((a, b) => a - b);
-    state.peers = now;
+    state.peers = PeerSet.from(now);
     const fresh = new Set(changed.map((p) => p.node.id));
     const patches = [...batch.patches.values()].filter((p) => now.has(p.NodeID) && !fresh.has(p.NodeID));
     return { changed, removed, patches };

@@ -20,6 +20,7 @@ import type {
 } from '../tailcfg/index.ts';
 import { CAPVER_DERP_CERT_PIN, withoutCertPins } from '../tailcfg/index.ts';
 import { peerView, selfView, userProfile, wireUserId } from './node-view.ts';
+import { PeerSet } from './peer-set.ts';
 import type { PolicyView } from './policy-view.ts';
 
 /** SaaS always grants this; tailscaled checks it before running its SSH server (rules still decide who). */
@@ -43,7 +44,7 @@ export interface PeerEntry {
 
 /** What a viewer was last told: its peers (with their routes) and its policy parts, as comparable keys. */
 export interface ViewerState {
-  peers: Map<number, string>;
+  peers: PeerSet;
   filter: string;
   ssh: string;
   caps: string;
@@ -189,7 +190,7 @@ export class MapBuilder {
   viewerState(node: TailnetNode, peers: readonly PeerEntry[]): ViewerState {
     const nodePolicy = this.#policy.compiled.forNode(node.id);
     return {
-      peers: new Map(peers.map((p) => [p.node.id, p.routes.join(',')])),
+      peers: PeerSet.from(peers.map((p) => [p.node.id, p.routes.join(',')] as const)),
       filter: JSON.stringify(nodePolicy.packetFilter),
       ssh: JSON.stringify(nodePolicy.sshPolicy ?? null),
       caps: JSON.stringify(nodePolicy.capMap),

@@ -40,6 +40,8 @@ export class MapSession {
   readonly #sink: FrameSink;
   readonly #options: SessionOptions;
   #chain: Promise<void> = Promise.resolve();
+  /** Frames waiting in the chain (still compressing, or behind one that is). */
+  #queued = 0;
   #behind = false;
   #closed = false;
   #keepAlive: NodeJS.Timeout;
@@ -70,14 +72,27 @@ export class MapSession {
       this.#fallBehind();
       return;
     }
-    // Always through the chain: an earlier frame may still be compressing, and order must hold. The
-    // chain never rejects: a frame that cannot be built ends the session (the client reconnects and
-    // gets a fresh map) instead of surfacing as an unhandled rejection.
+    // A ready frame with nothing queued before it goes out at once: no promise per session per
+    // message, which adds up when one change fans out to every client of a large tailnet.
+    if (!(frame instanceof Promise) && this.#queued === 0) {
+      this.#write(frame);
+      return;
+    }
+    // Otherwise through the chain: an earlier frame may still be compressing, and order must hold.
+    // The chain never rejects: a frame that cannot be built ends the session (the client reconnects
+    // and gets a fresh map) instead of surfacing as an unhandled rejection.
+    this.#queued += 1;
     this.#chain = this.#chain
       .then(() => frame)
       .then(
-        (bytes) => this.#write(bytes),
-        () => this.close(),
+        (bytes) => {
+          this.#queued -= 1;
+          this.#write(bytes);
+        },
+        () => {
+          this.#queued -= 1;
+          this.close();
+        },
       );
   }
 
