@@ -28,9 +28,11 @@
  *   -> e, es, s, ss     <- e, ee, se       then (k1, k2) = HKDF(ck, empty)
  *   client sends with k1, server sends with k2.
  */
+
+import type { KeyObject } from 'node:crypto';
 import { open, seal } from '../crypto/aead.ts';
 import { blake2s, hkdf2 } from '../crypto/blake2s.ts';
-import { generateX25519KeyPair, x25519 } from '../types/keys.ts';
+import { generateX25519KeyPair, x25519, x25519PrivateKey, x25519PublicKey } from '../types/keys.ts';
 import { NoiseError } from './errors.ts';
 
 export { NoiseError, type NoiseErrorCode } from './errors.ts';
@@ -76,7 +78,7 @@ function checkKey(name: string, key: Uint8Array): void {
 }
 
 /** X25519 that refuses low-order peer keys (an all-zero shared secret) with a NoiseError. */
-function dh(privateKey: Uint8Array, publicKey: Uint8Array, what: string): Buffer {
+function dh(privateKey: Uint8Array | KeyObject, publicKey: Uint8Array | KeyObject, what: string): Buffer {
   let shared: Buffer;
   try {
     shared = x25519(privateKey, publicKey);
@@ -96,18 +98,32 @@ function publicOf(privateKey: Uint8Array): Buffer {
 
 // One-entry cache: a server uses one static key for every handshake, and deriving its public half is a
 // scalar multiplication per connection otherwise.
-let cachedStatic: { privateKey: Buffer; publicKey: Buffer } | undefined;
-function staticPublicOf(privateKey: Uint8Array): Buffer {
+// The imported key object is kept too: each handshake uses the static key twice.
+let cachedStatic: { privateKey: Buffer; publicKey: Buffer; object: KeyObject } | undefined;
+function staticKeyOf(privateKey: Uint8Array): { publicKey: Buffer; object: KeyObject } {
   if (cachedStatic === undefined || !cachedStatic.privateKey.equals(privateKey)) {
-    cachedStatic = { privateKey: Buffer.from(privateKey), publicKey: publicOf(privateKey) };
+    cachedStatic = {
+      privateKey: Buffer.from(privateKey),
+      publicKey: publicOf(privateKey),
+      object: x25519PrivateKey(privateKey),
+    };
   }
-  return cachedStatic.publicKey;
+  return cachedStatic;
 }
 
-function ephemeral(privateKey: Uint8Array | undefined): { privateKey: Uint8Array; publicKey: Buffer } {
+function ephemeral(privateKey: Uint8Array | undefined): { object: KeyObject; publicKey: Buffer } {
   if (privateKey === undefined) return generateX25519KeyPair();
   checkKey('ephemeral private key', privateKey);
-  return { privateKey, publicKey: publicOf(privateKey) };
+  return { object: x25519PrivateKey(privateKey), publicKey: publicOf(privateKey) };
+}
+
+/** A peer's public key imported once for its two uses; a malformed point is a low-order refusal. */
+function peerKey(raw: Uint8Array, what: string): KeyObject {
+  try {
+    return x25519PublicKey(raw);
+  } catch {
+    throw new NoiseError('low-order', `${what}: peer public key is a low-order point`);
+  }
 }
 
 /**
@@ -216,18 +232,20 @@ export function respond(
   checkKey('server static private key', serverStaticPrivate);
   const version = initiationVersion(initiation);
   const message = Buffer.from(initiation.buffer, initiation.byteOffset, initiation.length);
-  const serverStatic = staticPublicOf(serverStaticPrivate);
-  const state = new SymmetricState(options.prologue ?? tailscalePrologue(version), serverStatic);
+  const serverKey = staticKeyOf(serverStaticPrivate);
+  const state = new SymmetricState(options.prologue ?? tailscalePrologue(version), serverKey.publicKey);
 
   // -> e
   const clientEphemeral = message.subarray(5, 37);
   state.mixHash(clientEphemeral);
+  const clientEphemeralKey = peerKey(clientEphemeral, 'es');
   // -> es
-  state.mixKey(dh(serverStaticPrivate, clientEphemeral, 'es'));
+  state.mixKey(dh(serverKey.object, clientEphemeralKey, 'es'));
   // -> s (the ciphertext, not the plaintext, is what gets hashed)
   const peerStatic = state.decryptAndHash(message.subarray(37, 85), 'initiation static key');
+  const peerStaticKey = peerKey(peerStatic, 'ss');
   // -> ss
-  state.mixKey(dh(serverStaticPrivate, peerStatic, 'ss'));
+  state.mixKey(dh(serverKey.object, peerStaticKey, 'ss'));
   state.decryptAndHash(message.subarray(85, 101), 'initiation payload');
 
   const e = ephemeral(options.ephemeralPrivate);
@@ -238,8 +256,8 @@ export function respond(
   response.set(e.publicKey, 3);
   state.mixHash(e.publicKey);
   // <- ee, se
-  state.mixKey(dh(e.privateKey, clientEphemeral, 'ee'));
-  state.mixKey(dh(e.privateKey, peerStatic, 'se'));
+  state.mixKey(dh(e.object, clientEphemeralKey, 'ee'));
+  state.mixKey(dh(e.object, peerStaticKey, 'se'));
   response.set(state.encryptAndHash(EMPTY), 35);
 
   const [k1, k2] = state.split();
@@ -285,7 +303,7 @@ export function initiate(options: InitiateOptions): Initiation {
   message.set(e.publicKey, 5);
   state.mixHash(e.publicKey);
   // -> es
-  state.mixKey(dh(e.privateKey, options.serverStaticPublic, 'es'));
+  state.mixKey(dh(e.object, options.serverStaticPublic, 'es'));
   // -> s
   message.set(state.encryptAndHash(clientStatic), 37);
   // -> ss
@@ -313,7 +331,7 @@ export function initiate(options: InitiateOptions): Initiation {
       const serverEphemeral = reply.subarray(3, 35);
       state.mixHash(serverEphemeral);
       // <- ee, se
-      state.mixKey(dh(e.privateKey, serverEphemeral, 'ee'));
+      state.mixKey(dh(e.object, serverEphemeral, 'ee'));
       state.mixKey(dh(options.clientStaticPrivate, serverEphemeral, 'se'));
       state.decryptAndHash(reply.subarray(35, 51), 'response payload');
       const [k1, k2] = state.split();

@@ -134,19 +134,35 @@ function rawPublicOf(privateKey: KeyObject): Buffer {
   return der.subarray(der.length - KEY_LENGTH);
 }
 
-/** A fresh X25519 key pair as raw 32-byte values. */
-export function generateX25519KeyPair(): { privateKey: Buffer; publicKey: Buffer } {
+/**
+ * A fresh X25519 key pair as raw 32-byte values, plus the private key as a KeyObject for callers that
+ * use it in several Diffie-Hellman operations (importing a raw key costs about as much as the DH).
+ */
+export function generateX25519KeyPair(): { privateKey: Buffer; publicKey: Buffer; object: KeyObject } {
   const { privateKey } = generateKeyPairSync('x25519');
   const der = privateKey.export({ format: 'der', type: 'pkcs8' });
   return {
     privateKey: Buffer.from(der.subarray(der.length - KEY_LENGTH)),
     publicKey: rawPublicOf(privateKey),
+    object: privateKey,
   };
 }
 
-/** X25519(privateKey, publicKey): the 32-byte shared secret. */
-export function x25519(privateKey: Uint8Array, publicKey: Uint8Array): Buffer {
-  return diffieHellman({ privateKey: privateKeyObject(privateKey), publicKey: publicKeyObject(publicKey) });
+/** Raw X25519 keys imported once, for repeated use with `x25519`. */
+export function x25519PrivateKey(raw: Uint8Array): KeyObject {
+  return privateKeyObject(raw);
+}
+
+export function x25519PublicKey(raw: Uint8Array): KeyObject {
+  return publicKeyObject(raw);
+}
+
+/** X25519(privateKey, publicKey): the 32-byte shared secret. Either key may be pre-imported. */
+export function x25519(privateKey: Uint8Array | KeyObject, publicKey: Uint8Array | KeyObject): Buffer {
+  return diffieHellman({
+    privateKey: privateKey instanceof Uint8Array ? privateKeyObject(privateKey) : privateKey,
+    publicKey: publicKey instanceof Uint8Array ? publicKeyObject(publicKey) : publicKey,
+  });
 }
 
 const PRIVATE_PREFIX = 'privkey:';
