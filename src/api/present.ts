@@ -2,6 +2,7 @@
 
 import { tokenLabel } from '../crypto/tokens.ts';
 import type { ApiKey, PreAuthKey, User } from '../db/records.ts';
+import { isExitRoute } from '../policy/index.ts';
 import { isExpired, type TailnetNode } from '../state/model.ts';
 import { advertisedRoutes } from '../state/tailnet.ts';
 import type { ApiKeyJson, NodeJson, PreAuthKeyJson, UserJson } from './wire.ts';
@@ -46,9 +47,7 @@ export function nodeJson(
   primaryRoutes: readonly string[] = [],
 ): NodeJson {
   const available = advertisedRoutes(node.hostinfo);
-  const exits = node.approvedRoutes.filter(
-    (r) => (r === '0.0.0.0/0' || r === '::/0') && available.includes(r),
-  );
+  const exits = node.approvedRoutes.filter((r) => isExitRoute(r) && available.includes(r));
   const hostinfo: Record<string, unknown> = node.hostinfo as Record<string, unknown>;
   return {
     id: String(node.id),

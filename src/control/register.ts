@@ -14,7 +14,7 @@ import type { User } from '../db/records.ts';
 import { loginName, TAGGED_DEVICES_USER_ID } from '../mapper/node-view.ts';
 import type { Logger } from '../observe/logger.ts';
 import { isExpired, type TailnetNode } from '../state/model.ts';
-import type { AuthKeyRejection, Tailnet } from '../state/tailnet.ts';
+import { type AuthKeyRejection, deniedTagsMessage, type Tailnet } from '../state/tailnet.ts';
 import {
   MIN_SUPPORTED_CAPABILITY_VERSION,
   type RegisterRequest,
@@ -29,11 +29,6 @@ export const AUTH_KEY_ERRORS: Record<AuthKeyRejection, string> = {
   expired: 'auth key has expired: create a new one with `weft preauthkeys create`',
   used: 'auth key was already used: it is single-use; create a new one or use a --reusable key',
 };
-
-/** Tailscale's own words (Go's %v of a string slice), which admins search for. */
-export function deniedTagsError(denied: readonly string[]): string {
-  return `requested tags [${denied.join(' ')}] are invalid or not permitted`;
-}
 
 export const WRONG_MACHINE_ERROR = 'this node key is registered to a different machine';
 
@@ -147,7 +142,7 @@ async function register(request: RegisterRequest, ctx: RegisterContext): Promise
         { machine_key: machineKey, denied: registration.denied },
         'register refused: tags not permitted',
       );
-      return { Error: deniedTagsError(registration.denied) };
+      return { Error: deniedTagsMessage(registration.denied) };
     }
     log.info({ machine_key: machineKey, reason: registration.reason }, 'register refused: bad auth key');
     return { Error: AUTH_KEY_ERRORS[registration.reason] };

@@ -3,4 +3,4 @@ export * from './api.ts';
 export { checkPolicy, compilePolicy, electPrimaries } from './compile.ts';
 export { autoApprovedRoutes, deniedTags } from './owners.ts';
 export { type Policy, parsePolicy } from './parse.ts';
-export { isExitRoute } from './ranges.ts';
+export { EXIT_ROUTES, isExitRoute } from './ranges.ts';

@@ -32,7 +32,7 @@ import {
 } from '../policy/index.ts';
 import { WeftError } from '../types/errors.ts';
 import type { TailnetNode } from './model.ts';
-import type { Tailnet, TailnetPolicy } from './tailnet.ts';
+import { advertisedRoutes, type Tailnet, type TailnetPolicy } from './tailnet.ts';
 
 export interface ActivePolicy {
   /** The policy exactly as it was set (HuJSON, comments kept). */
@@ -71,16 +71,13 @@ export function policyEtag(text: string): string {
 
 /** What the policy engine reads of a node. */
 export function policyNode(node: TailnetNode): PolicyNode {
-  const routable = node.hostinfo.RoutableIPs;
   return {
     id: node.id,
     ipv4: node.ipv4,
     ipv6: node.ipv6,
     userId: node.userId,
     tags: node.tags,
-    advertisedRoutes: Array.isArray(routable)
-      ? routable.filter((r): r is string => typeof r === 'string')
-      : [],
+    advertisedRoutes: advertisedRoutes(node.hostinfo),
     approvedRoutes: node.approvedRoutes,
   };
 }

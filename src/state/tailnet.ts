@@ -19,7 +19,7 @@ import {
   uniqueGivenName,
 } from '../netaddr/index.ts';
 import type { Logger } from '../observe/logger.ts';
-import { isExitRoute } from '../policy/index.ts';
+import { EXIT_ROUTES, isExitRoute } from '../policy/index.ts';
 import type { Hostinfo } from '../tailcfg/index.ts';
 import { WeftError } from '../types/errors.ts';
 import type { DiscoPublic, MachinePublic, NodePublic } from '../types/keys.ts';
@@ -102,9 +102,14 @@ function approvableRoutes(node: TailnetNode, routes: readonly string[]): string[
       throw new WeftError('ROUTE_NOT_ADVERTISED', `node ${node.id} does not advertise ${route}; ${offered}`);
     }
     approved.add(route);
-    if (isExitRoute(route)) for (const exit of ['0.0.0.0/0', '::/0']) approved.add(exit);
+    if (isExitRoute(route)) for (const exit of EXIT_ROUTES) approved.add(exit);
   }
   return [...approved].sort();
+}
+
+/** Tailscale's own words (Go's %v of a string slice) for tags a node may not have; admins search for them. */
+export function deniedTagsMessage(denied: readonly string[]): string {
+  return `requested tags [${denied.join(' ')}] are invalid or not permitted`;
 }
 
 function requestedTags(hostinfo: Hostinfo): string[] {
@@ -648,11 +653,7 @@ export class Tailnet {
         );
       }
       const decided = this.#policy?.tagsFor({ userId: null, keyTags: wanted }, []) ?? { tags: wanted };
-      if ('denied' in decided)
-        throw new WeftError(
-          'BAD_REQUEST',
-          `requested tags [${decided.denied.join(' ')}] are invalid or not permitted`,
-        );
+      if ('denied' in decided) throw new WeftError('BAD_REQUEST', deniedTagsMessage(decided.denied));
       if (sameStrings(decided.tags, node.tags) && node.userId === null) return node;
       const update: NodeUpdate = { tags: decided.tags, userId: null, expiry: null };
       await this.#writeNow(id, update);

@@ -8,17 +8,16 @@
  */
 import { Command } from '@commander-js/extra-typings';
 import type { NodeJson } from '../../api/wire.ts';
+import { EXIT_ROUTES, isExitRoute } from '../../policy/index.ts';
 import { nodeIdArgument } from '../arguments.ts';
 import type { Connect } from '../connect.ts';
 import { CommandError } from '../errors.ts';
 import { outputOption, printJson, printLine, printTable } from '../output.ts';
 
-const EXIT_ROUTES = ['0.0.0.0/0', '::/0'];
-
 /** A route and its exit-family twin, so that approving or removing one exit route covers both. */
 function withExitTwin(routes: readonly string[]): string[] {
   const out = new Set(routes);
-  if (routes.some((r) => EXIT_ROUTES.includes(r))) for (const r of EXIT_ROUTES) out.add(r);
+  if (routes.some(isExitRoute)) for (const r of EXIT_ROUTES) out.add(r);
   return [...out];
 }
 
