@@ -291,12 +291,13 @@ export class MapBroadcaster {
   /** Peer changes when visibility itself may have moved: compare the viewer's whole peer set. */
   #rediff(viewer: TailnetNode, state: ViewerState, batch: Batch): PeerParts {
     const visible = this.#builder.peers(viewer);
-    const now = new Map(visible.map((p) => [p.node.id, p.routes.join(',')]));
+    const now = PeerSet.from(visible.map((p) => [p.node.id, p.routes.join(',')] as const));
     const changed = visible.filter(
       (p) => batch.pending.whole.has(p.node.id) || state.peers.get(p.node.id) !== now.get(p.node.id),
     );
-    const removed = [...state.peers.keys()].filter((id) => !now.has(id)).sort((a, b) => a - b);
-    state.peers = PeerSet.from(now);
+    // keys() is ascending already.
+    const removed = [...state.peers.keys()].filter((id) => !now.has(id));
+    state.peers = now;
     const fresh = new Set(changed.map((p) => p.node.id));
     const patches = [...batch.patches.values()].filter((p) => now.has(p.NodeID) && !fresh.has(p.NodeID));
     return { changed, removed, patches };
