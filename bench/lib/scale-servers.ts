@@ -10,9 +10,9 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freeLoopbackPort, freeLoopbackUdpPort, OutputLog, runCommand } from '../../test/harness/child.ts';
-import { cleanEnv, WEFT_BIN } from '../../test/harness/weft.ts';
-import { spawned, stopper, waitForHttp } from './servers.ts';
+import { freeLoopbackPort, OutputLog, runCommand } from '../../test/harness/child.ts';
+import { WEFT_BIN } from '../../test/harness/weft.ts';
+import { spawned, spawnWeft, stopper, waitForHttp } from './servers.ts';
 
 export type ScaleServerName = 'weft' | 'headscale';
 
@@ -57,27 +57,10 @@ async function putPolicy(url: string, apiKey: string, text: string): Promise<voi
 }
 
 export async function startWeftScale(extraEnv: Record<string, string> = {}): Promise<ScaleServer> {
-  const dir = await mkdtemp(join(tmpdir(), 'weft-scale-'));
-  const port = await freeLoopbackPort();
-  const env = cleanEnv({
-    WEFT_SERVER_URL: `http://127.0.0.1:${port}`,
-    WEFT_LISTEN_ADDR: `127.0.0.1:${port}`,
-    WEFT_METRICS_LISTEN_ADDR: '',
-    WEFT_STUN_LISTEN_ADDR: `127.0.0.1:${await freeLoopbackUdpPort()}`,
-    WEFT_DATA_DIR: join(dir, 'data'),
-    WEFT_LOG_FORMAT: 'json',
-    WEFT_LOG_LEVEL: 'warn',
-    ...extraEnv,
-  });
-  const child = spawn(WEFT_BIN, ['serve'], { env, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  const output = new OutputLog();
-  output.attach(child);
-  const stop = stopper(child, dir);
+  const weft = await spawnWeft('weft-scale-', { WEFT_METRICS_LISTEN_ADDR: '', ...extraEnv });
   try {
-    const pid = spawned(child, 'weft');
-    await waitForHttp(child, `http://127.0.0.1:${port}/health`, output);
     const cli = (args: string[]) =>
-      must(`weft ${args.join(' ')}`, runCommand(WEFT_BIN, args, { env, timeoutMs: 30_000 }));
+      must(`weft ${args.join(' ')}`, runCommand(WEFT_BIN, args, { env: weft.env, timeoutMs: 30_000 }));
     await cli(['users', 'create', 'bench']);
     const authKey = await cli([
       'preauthkeys',
@@ -89,19 +72,19 @@ export async function startWeftScale(extraEnv: Record<string, string> = {}): Pro
       '24h',
     ]);
     const apiKey = await cli(['apikeys', 'create', '--expiration', '1d']);
-    const url = `http://127.0.0.1:${port}`;
+    const url = `http://127.0.0.1:${weft.port}`;
     return {
       name: 'weft',
       url,
-      pid,
-      version: JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version,
+      pid: weft.pid,
+      version: weft.version,
       authKey,
       setPolicy: (text) => putPolicy(url, apiKey, text),
-      output: () => output.text(),
-      stop,
+      output: () => weft.output.text(),
+      stop: weft.stop,
     };
   } catch (err) {
-    await stop();
+    await weft.stop();
     throw err;
   }
 }
@@ -175,7 +158,7 @@ export async function startHeadscaleScale(binary: string, version: string): Prom
   const stop = stopper(child, dir);
   try {
     const pid = spawned(child, 'headscale');
-    await waitForHttp(child, `http://127.0.0.1:${port}/health`, output);
+    await waitForHttp(child, `http://127.0.0.1:${port}/health`, output, 'headscale');
     const cli = (args: string[]) =>
       must(
         `headscale ${args.join(' ')}`,

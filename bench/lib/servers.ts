@@ -90,54 +90,80 @@ export interface WeftStartOptions {
   env?: Record<string, string>;
 }
 
+/** A running `bin/weft serve` of a benchmark: its port, the environment its CLI needs, and how to stop it. */
+export interface SpawnedWeft {
+  port: number;
+  pid: number;
+  /** The server's environment: `bin/weft` CLI calls with it reach this server's admin socket. */
+  env: NodeJS.ProcessEnv;
+  version: string;
+  output: OutputLog;
+  stop(): Promise<void>;
+}
+
 /**
- * Starts `bin/weft serve` with the embedded DERP (no client verification) and STUN on a free UDP port,
- * logging at warn. At that level the "weft is serving" line never comes, so readiness is `/health`
- * answering.
+ * `bin/weft serve` on a free loopback port and a free STUN port, with a temporary data dir, JSON logs
+ * at warn; `env` adds or overrides settings. At warn the "weft is serving" line never comes, so it is
+ * ready once `/health` answers.
  */
-export async function startWeftServer(options: WeftStartOptions = {}): Promise<BenchServer> {
-  const dir = await mkdtemp(join(tmpdir(), 'weft-bench-'));
+export async function spawnWeft(dirPrefix: string, env: Record<string, string>): Promise<SpawnedWeft> {
+  const dir = await mkdtemp(join(tmpdir(), dirPrefix));
   const port = await freeLoopbackPort();
-  const metricsPort = await freeLoopbackPort();
-  const stunPort = await freeLoopbackUdpPort();
-  const env = cleanEnv({
+  const fullEnv = cleanEnv({
     WEFT_SERVER_URL: `http://127.0.0.1:${port}`,
     WEFT_LISTEN_ADDR: `127.0.0.1:${port}`,
-    WEFT_METRICS_LISTEN_ADDR: `127.0.0.1:${metricsPort}`,
-    WEFT_STUN_LISTEN_ADDR: `127.0.0.1:${stunPort}`,
-    WEFT_DERP_SERVER_VERIFY_CLIENTS: 'false',
+    WEFT_STUN_LISTEN_ADDR: `127.0.0.1:${await freeLoopbackUdpPort()}`,
     WEFT_DATA_DIR: join(dir, 'data'),
     WEFT_LOG_FORMAT: 'json',
     WEFT_LOG_LEVEL: 'warn',
-    ...options.env,
+    ...env,
   });
-  const child = spawn(WEFT_BIN, ['serve'], { env, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(WEFT_BIN, ['serve'], { env: fullEnv, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   const output = new OutputLog();
   output.attach(child);
   const stop = stopper(child, dir);
   try {
     const pid = spawned(child, 'weft');
-    await waitForHttp(child, `http://127.0.0.1:${port}/health`, output);
-    return {
-      name: 'weft',
-      derpUrl: `http://127.0.0.1:${port}/derp`,
-      stunPort,
-      pid,
-      version: JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version,
-      counters: () => scrapeWeftMetrics(`http://127.0.0.1:${metricsPort}/metrics`),
-      output: () => output.text(),
-      stop,
-    };
+    await waitForHttp(child, `http://127.0.0.1:${port}/health`, output, 'weft');
+    const version = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
+    return { port, pid, env: fullEnv, version, output, stop };
   } catch (err) {
     await stop();
     throw err;
   }
 }
 
-export async function waitForHttp(child: ChildProcess, url: string, output: OutputLog): Promise<void> {
+/** weft with the embedded DERP (no client verification) and STUN on a free UDP port. */
+export async function startWeftServer(options: WeftStartOptions = {}): Promise<BenchServer> {
+  const metricsPort = await freeLoopbackPort();
+  const stunPort = await freeLoopbackUdpPort();
+  const weft = await spawnWeft('weft-bench-', {
+    WEFT_METRICS_LISTEN_ADDR: `127.0.0.1:${metricsPort}`,
+    WEFT_STUN_LISTEN_ADDR: `127.0.0.1:${stunPort}`,
+    WEFT_DERP_SERVER_VERIFY_CLIENTS: 'false',
+    ...options.env,
+  });
+  return {
+    name: 'weft',
+    derpUrl: `http://127.0.0.1:${weft.port}/derp`,
+    stunPort,
+    pid: weft.pid,
+    version: weft.version,
+    counters: () => scrapeWeftMetrics(`http://127.0.0.1:${metricsPort}/metrics`),
+    output: () => weft.output.text(),
+    stop: weft.stop,
+  };
+}
+
+export async function waitForHttp(
+  child: ChildProcess,
+  url: string,
+  output: OutputLog,
+  what: string,
+): Promise<void> {
   const deadline = performance.now() + START_TIMEOUT_MS;
   while (performance.now() < deadline) {
-    if (hasExited(child)) throw new Error(`weft exited during start-up:\n${output.tail()}`);
+    if (hasExited(child)) throw new Error(`${what} exited during start-up:\n${output.tail()}`);
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(1_000) });
       await res.arrayBuffer();
@@ -147,7 +173,7 @@ export async function waitForHttp(child: ChildProcess, url: string, output: Outp
     }
     await sleep(100);
   }
-  throw new Error(`weft did not answer ${url} within ${START_TIMEOUT_MS} ms:\n${output.tail()}`);
+  throw new Error(`${what} did not answer ${url} within ${START_TIMEOUT_MS} ms:\n${output.tail()}`);
 }
 
 /** The weft_derp_* counters from the Prometheus text format, without the prefix. */
