@@ -71,6 +71,14 @@ function inNamespace(netns: string | undefined, command: string, args: string[])
   return netns === undefined ? [command, args] : ['ip', ['netns', 'exec', netns, command, ...args]];
 }
 
+/**
+ * weft on a fixed loopback port, with that address as its server_url: for tests whose clients must
+ * reach it at a known URL (official clients, restarts on the same address).
+ */
+export function loopbackServerEnv(port: number): { WEFT_LISTEN_ADDR: string; WEFT_SERVER_URL: string } {
+  return { WEFT_LISTEN_ADDR: `127.0.0.1:${port}`, WEFT_SERVER_URL: `http://127.0.0.1:${port}` };
+}
+
 /** The parent's environment without any WEFT_* variable, so a developer's shell cannot leak into tests. */
 export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};

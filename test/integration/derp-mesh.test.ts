@@ -14,7 +14,7 @@ import { DerpClient, PeerGoneReason } from '../../src/derp/index.ts';
 import { NodePublic, PrivateKey } from '../../src/types/keys.ts';
 import { freeLoopbackPort } from '../harness/child.ts';
 import { eventually } from '../harness/wait.ts';
-import { startWeft, type WeftServer } from '../harness/weft.ts';
+import { loopbackServerEnv, startWeft, type WeftServer } from '../harness/weft.ts';
 
 function nextPacket(client: DerpClient): Promise<{ src: Buffer; data: Buffer }> {
   return new Promise((resolve, reject) => {
@@ -46,7 +46,7 @@ describe('two weft DERP servers meshed in one region', () => {
       );
       servers.push(
         await startWeft({
-          env: { WEFT_LISTEN_ADDR: `127.0.0.1:${port}`, WEFT_SERVER_URL: `http://127.0.0.1:${port}` },
+          env: loopbackServerEnv(port),
           args: ['--config', config],
         }),
       );

@@ -22,7 +22,13 @@ import {
   tailscaleBinaries,
 } from '../harness/tailscale.ts';
 import { eventually } from '../harness/wait.ts';
-import { listNodes, type NodeListing, startWeft, type WeftServer } from '../harness/weft.ts';
+import {
+  listNodes,
+  loopbackServerEnv,
+  type NodeListing,
+  startWeft,
+  type WeftServer,
+} from '../harness/weft.ts';
 
 const BASE_DOMAIN = 'tailnet.test';
 /** weft's embedded relay speaks plain HTTP on loopback; official clients need this to use it. */
@@ -76,8 +82,7 @@ for (const [first, second] of [
     let beta: TailscaledProcess;
 
     const weftEnv = () => ({
-      WEFT_LISTEN_ADDR: `127.0.0.1:${port}`,
-      WEFT_SERVER_URL: `http://127.0.0.1:${port}`,
+      ...loopbackServerEnv(port),
       // A fixed port, so the DERP map stays the same across the restart below.
       WEFT_STUN_LISTEN_ADDR: `127.0.0.1:${stunPort}`,
       WEFT_DNS_BASE_DOMAIN: BASE_DOMAIN,

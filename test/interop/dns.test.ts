@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { freeLoopbackPort } from '../harness/child.ts';
 import { startTailscaled, type TailscaledProcess, tailscaleBinaries } from '../harness/tailscale.ts';
 import { eventually } from '../harness/wait.ts';
-import { listNodes, startWeft, type WeftServer } from '../harness/weft.ts';
+import { listNodes, loopbackServerEnv, startWeft, type WeftServer } from '../harness/weft.ts';
 
 const BASE_DOMAIN = 'tailnet.test';
 const DERP_HTTP = { TS_DEBUG_USE_DERP_HTTP: '1' };
@@ -82,8 +82,7 @@ describe('MagicDNS and DNS settings at official clients (oldest and newest)', ()
     const port = await freeLoopbackPort();
     weft = await startWeft({
       env: {
-        WEFT_LISTEN_ADDR: `127.0.0.1:${port}`,
-        WEFT_SERVER_URL: `http://127.0.0.1:${port}`,
+        ...loopbackServerEnv(port),
         WEFT_DNS_BASE_DOMAIN: BASE_DOMAIN,
       },
     });

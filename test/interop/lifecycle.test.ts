@@ -18,7 +18,13 @@ import {
   tailscaleBinaries,
 } from '../harness/tailscale.ts';
 import { eventually } from '../harness/wait.ts';
-import { listNodes, type NodeListing, startWeft, type WeftServer } from '../harness/weft.ts';
+import {
+  listNodes,
+  loopbackServerEnv,
+  type NodeListing,
+  startWeft,
+  type WeftServer,
+} from '../harness/weft.ts';
 
 const DERP_HTTP = { TS_DEBUG_USE_DERP_HTTP: '1' };
 const PROPAGATION_MS = 2_000;
@@ -43,8 +49,7 @@ describe('node lifecycle with official clients', () => {
   let beta: TailscaledProcess;
 
   const weftEnv = () => ({
-    WEFT_LISTEN_ADDR: `127.0.0.1:${port}`,
-    WEFT_SERVER_URL: `http://127.0.0.1:${port}`,
+    ...loopbackServerEnv(port),
     WEFT_STUN_LISTEN_ADDR: `127.0.0.1:${stunPort}`,
     WEFT_NODE_EXPIRY: '1h',
     WEFT_EPHEMERAL_NODE_INACTIVITY_TIMEOUT: EPHEMERAL_TIMEOUT,

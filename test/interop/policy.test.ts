@@ -17,7 +17,7 @@ import { freeLoopbackPort } from '../harness/child.ts';
 import { echoThroughSocks5, socks5Connect } from '../harness/socks5.ts';
 import { startTailscaled, type TailscaledProcess, tailscaleBinaries } from '../harness/tailscale.ts';
 import { eventually } from '../harness/wait.ts';
-import { startWeft, type WeftServer } from '../harness/weft.ts';
+import { loopbackServerEnv, startWeft, type WeftServer } from '../harness/weft.ts';
 
 const DERP_HTTP = { TS_DEBUG_USE_DERP_HTTP: '1' };
 /** How fast a policy change must reach the clients (the issue's promise). */
@@ -150,7 +150,7 @@ for (const [aliceRelease, bobRelease] of [
       dir = await mkdtemp(join(tmpdir(), 'weft-policy-interop-'));
       const port = await freeLoopbackPort();
       weft = await startWeft({
-        env: { WEFT_LISTEN_ADDR: `127.0.0.1:${port}`, WEFT_SERVER_URL: `http://127.0.0.1:${port}` },
+        env: loopbackServerEnv(port),
       });
       for (const user of ['alice', 'bob', 'carol']) {
         const created = await weft.cli(['users', 'create', user, '--email', `${user}@example.com`]);
