@@ -161,7 +161,7 @@ export class PolicyStore {
 
   /** Parses, compiles and runs the tests of `text` against the live tailnet; throws PolicyError. */
   check(text: string): { policy: Policy; compiled: CompiledPolicy } {
-    return checkPolicy(text, this.#options.tailnet(), { serverUrl: this.#options.serverUrl });
+    return checkAgainstTailnet(this.#options, text);
   }
 
   /**
@@ -251,7 +251,7 @@ export class PolicyStore {
   }
 
   #now(): Date {
-    return this.#options.now?.() ?? new Date();
+    return nowOf(this.#options);
   }
 
   /** Watches the file's directory: an editor's rename-into-place replaces the inode a file watch holds. */
@@ -314,12 +314,20 @@ async function initialPolicy(options: PolicyStoreOptions): Promise<ActivePolicy>
   }
   let policy: Policy;
   try {
-    policy = checkPolicy(text, options.tailnet(), { serverUrl: options.serverUrl }).policy;
+    policy = checkAgainstTailnet(options, text).policy;
   } catch (err) {
     if (!(err instanceof PolicyError)) throw err;
     throw new WeftError('POLICY_INVALID', `the policy file ${config.path} is invalid: ${err.describe()}`);
   }
-  return versionOf(text, policy, 'file', 1, options.now?.() ?? new Date());
+  return versionOf(text, policy, 'file', 1, nowOf(options));
+}
+
+function checkAgainstTailnet(options: PolicyStoreOptions, text: string) {
+  return checkPolicy(text, options.tailnet(), { serverUrl: options.serverUrl });
+}
+
+function nowOf(options: PolicyStoreOptions): Date {
+  return options.now?.() ?? new Date();
 }
 
 function parseOrExplain(text: string, what: string): Policy {
