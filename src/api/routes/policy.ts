@@ -25,7 +25,7 @@ function policyJson(active: ActivePolicy): PolicyJson {
 export function registerPolicyRoutes(api: FastifyInstance, context: RouteContext, policy: PolicyStore): void {
   api.get('/policy', async (_request, reply) => {
     const active = policy.current;
-    return reply.header('etag', active.etag).send({ ...policyJson(active) });
+    return reply.header('etag', active.etag).send(policyJson(active));
   });
 
   api.put('/policy', { bodyLimit: POLICY_BODY_LIMIT }, async (request, reply) => {

@@ -2,8 +2,8 @@
  * `weft policy get | set FILE | check FILE`.
  *
  * `check` asks the running server when there is one (the policy's tests then run against the live
- * tailnet); with no server it checks offline, against an empty tailnet, so parsing and tests that name
- * only addresses still run. A refused policy prints Tailscale's message with line and column (or the
+ * tailnet); with no server it checks offline, against an empty tailnet (tests about users, groups and
+ * tags then run on stand-in devices, as they do for names without devices on a server). A refused policy prints Tailscale's message with line and column (or the
  * failing tests) and exits 1; the policy in force is never touched by `check`, nor by a refused `set`.
  */
 import { open } from 'node:fs/promises';
@@ -89,7 +89,7 @@ export function policyCommand(
       } catch (err) {
         if (!(err instanceof ApiError) || err.code !== 'CLIENT_UNREACHABLE' || remote(command)) throw err;
       }
-      // No server here: check offline. Tests that need nodes cannot pass on an empty tailnet.
+      // No server here: check offline, against an empty tailnet.
       const { policy: checked } = checkPolicy(
         text,
         { users: [], nodes: [] },
