@@ -31,6 +31,7 @@ import {
   parsePolicy,
 } from '../policy/index.ts';
 import { WeftError } from '../types/errors.ts';
+import { SerialQueue } from '../util/serial.ts';
 import type { TailnetNode } from './model.ts';
 import { advertisedRoutes, type Tailnet, type TailnetPolicy } from './tailnet.ts';
 
@@ -129,7 +130,7 @@ export class PolicyStore {
   readonly #listeners = new Set<PolicyListener>();
   #active: ActivePolicy;
   /** Sets and reloads run one at a time, so If-Match and "unchanged" checks see the latest version. */
-  #queue: Promise<unknown> = Promise.resolve();
+  readonly #queue = new SerialQueue();
   #watcher: FSWatcher | undefined;
   #debounce: NodeJS.Timeout | undefined;
   #closed = false;
@@ -169,7 +170,7 @@ export class PolicyStore {
    * from `current`) refuses the change when someone else changed the policy since it was read.
    */
   set(text: string, author: string | null, ifMatch?: string): Promise<ActivePolicy> {
-    return this.#serially(async () => {
+    return this.#queue.run(async () => {
       if (this.#options.config.mode === 'file') {
         throw new WeftError(
           'POLICY_FILE_MODE',
@@ -196,7 +197,7 @@ export class PolicyStore {
    * otherwise the last good policy stays and the log says why. Database mode: nothing to do.
    */
   reload(): Promise<'changed' | 'unchanged' | 'refused'> {
-    return this.#serially(async () => {
+    return this.#queue.run(async () => {
       const config = this.#options.config;
       if (config.mode !== 'file' || this.#closed) return 'unchanged';
       let text: string;
@@ -242,12 +243,6 @@ export class PolicyStore {
         this.#options.log.error({ err }, 'a policy listener failed');
       }
     }
-  }
-
-  #serially<T>(work: () => Promise<T>): Promise<T> {
-    const run = this.#queue.then(work, work);
-    this.#queue = run.catch(() => {});
-    return run;
   }
 
   #now(): Date {
