@@ -7,8 +7,9 @@
  *
  *   [u32 little-endian length][zstd frame of one MapResponse]   repeated on the map stream
  */
+
 import type { ClientHttp2Stream } from 'node:http2';
-import { zstdDecompressSync } from 'node:zlib';
+import { decodeMapBody } from '../../src/mapper/frame.ts';
 import { DiscoPublic, type MachinePublic, NodePublic, PrivateKey } from '../../src/types/keys.ts';
 import { type ControlConnection, connectControl } from '../../test/harness/control-client.ts';
 
@@ -218,7 +219,7 @@ export class SimClient {
 
   #onFrame(frame: Buffer): void {
     const at = now();
-    const text = zstdDecompressSync(frame).toString('latin1');
+    const text = decodeMapBody(frame).toString('latin1');
     this.messages += 1;
     this.bytes += frame.length;
     this.#trackPeers(text);

@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { zstdDecompressSync } from 'node:zlib';
 import { openStore } from '../db/store.ts';
 import { createLogger } from '../observe/logger.ts';
 import { ALLOW_ALL_POLICY_TEXT, parsePolicy } from '../policy/index.ts';
@@ -15,7 +14,7 @@ import type { MapResponse } from '../tailcfg/index.ts';
 import { DiscoPublic, MachinePublic, NodePublic, PrivateKey } from '../types/keys.ts';
 import { type BroadcasterOptions, MapBroadcaster } from './broadcaster.ts';
 import { MapBuilder } from './builder.ts';
-import type { Compression } from './frame.ts';
+import { type Compression, decodeMapBody } from './frame.ts';
 import { PolicyView } from './policy-view.ts';
 import type { FrameSink } from './session.ts';
 
@@ -40,7 +39,7 @@ class FakeSink extends EventEmitter implements FrameSink {
 function decode(frame: Buffer): MapResponse {
   assert.equal(frame.readUInt32LE(0), frame.length - 4);
   const body = frame.subarray(4);
-  const json = body.readUInt32LE(0) === 0xfd2fb528 ? zstdDecompressSync(body) : body;
+  const json = decodeMapBody(body);
   return JSON.parse(json.toString()) as MapResponse;
 }
 

@@ -12,6 +12,7 @@ import { Tailnet } from '../state/tailnet.ts';
 import type { FilterRule, MapResponse } from '../tailcfg/index.ts';
 import { MachinePublic, NodePublic, PrivateKey } from '../types/keys.ts';
 import { MapBuilder, type MapSettings, type PeerEntry } from './builder.ts';
+import { decodeMapBody } from './frame.ts';
 import { TAGGED_DEVICES_USER_ID } from './node-view.ts';
 import { PolicyView } from './policy-view.ts';
 
@@ -145,6 +146,29 @@ describe('MapBuilder.fullMap', () => {
     const map = builder.fullMap(a);
     assert.ok(map.includes(builder.fragment(b)));
     assert.deepEqual(parse(map).Peers?.[0], peerJson(builder, b));
+  });
+});
+
+describe('MapBuilder full map frames', () => {
+  test('a zstd full map spliced from peer blocks decodes to the same JSON as the plain map', async (t) => {
+    const { builder, add } = await setup(t);
+    const nodes: TailnetNode[] = [];
+    for (let i = 0; i < 5; i++) nodes.push(await add(`node-${i}`));
+    for (const node of nodes) {
+      const { frame, state } = builder.fullMapFrame(node, 'zstd');
+      const bytes = await frame;
+      assert.equal(bytes.readUInt32LE(0), bytes.length - 4);
+      const json = decodeMapBody(bytes.subarray(4));
+      const untimed = (map: MapResponse) => ({ ...map, ControlTime: undefined });
+      assert.deepEqual(untimed(parse(json)), untimed(parse(builder.fullMap(node))));
+      assert.equal(parse(json).Peers?.length, 4);
+      assert.deepEqual(
+        [...state.peers.keys()],
+        nodes.filter((n) => n !== node).map((n) => n.id),
+      );
+    }
+    const plain = await builder.fullMapFrame(nodes[0] as TailnetNode, 'none').frame;
+    assert.deepEqual(parse(plain.subarray(4)).Peers, parse(builder.fullMap(nodes[0] as TailnetNode)).Peers);
   });
 });
 

@@ -19,7 +19,10 @@ import type {
   Node as WireNode,
 } from '../tailcfg/index.ts';
 import { CAPVER_DERP_CERT_PIN, withoutCertPins } from '../tailcfg/index.ts';
+import type { IdSet } from '../util/id-set.ts';
+import { type Compression, frame, frameFromZstdFrames, zstdFrame } from './frame.ts';
 import { peerView, selfView, userProfile, wireUserId } from './node-view.ts';
+import { PeerBlocks } from './peer-blocks.ts';
 import { PeerSet } from './peer-set.ts';
 import type { PolicyView } from './policy-view.ts';
 
@@ -65,6 +68,8 @@ export interface Delta {
 }
 
 const COMMA = Buffer.from(',');
+const CLOSE = Buffer.from(']}');
+const CLOSE_PEERS = zstdFrame(CLOSE);
 
 /**
  * The UTF-8 bytes of `text` in memory of their own. Buffer.from() would slice small strings out of
@@ -85,6 +90,8 @@ export class MapBuilder {
   readonly #unpinnedDerpMap: DERPMap;
   /** Encoded peer JSON per node version; a router has one variant per set of routes shown with it. */
   readonly #fragments = new Map<number, { version: number; variants: Map<string, Buffer> }>();
+  readonly #jsonTexts = new WeakMap<object, string>();
+  readonly #blocks = new PeerBlocks((entry) => this.fragment(entry.node, entry.routes));
 
   constructor(tailnet: Tailnet, settings: MapSettings, policy: PolicyView) {
     this.#tailnet = tailnet;
@@ -120,11 +127,24 @@ export class MapBuilder {
     return { node: peer, routes: this.routes(viewer, peer) };
   }
 
+  /** The ids of every node `viewer` may see. */
+  visiblePeers(viewer: TailnetNode): IdSet {
+    return this.#policy.compiled.peersOf(viewer.id);
+  }
+
+  /** The nodes whose routes as shown can differ between viewers (subnet routers, exit nodes). */
+  routeCarriers(): readonly number[] {
+    return this.#policy.compiled.routeCarriers();
+  }
+
+  /** The peers of `viewer`, ascending by id. */
   peers(viewer: TailnetNode): PeerEntry[] {
     const peers: PeerEntry[] = [];
-    for (const node of this.#tailnet.nodes())
-      if (this.canSee(viewer, node)) peers.push(this.entry(viewer, node));
-    return peers.sort((a, b) => a.node.id - b.node.id);
+    for (const id of this.visiblePeers(viewer)) {
+      const node = this.#tailnet.node(id);
+      if (node !== undefined) peers.push(this.entry(viewer, node));
+    }
+    return peers;
   }
 
   /** The peer JSON of `node` at its current version with `routes`, encoded at most once per variant. */
@@ -160,13 +180,34 @@ export class MapBuilder {
     return [...ids].sort((a, b) => a - b).map((id) => userProfile(id, this.#tailnet.user(id)));
   }
 
-  /** The complete first message of a stream (or a one-shot map). */
+  /** The complete first message of a stream (or a one-shot map), as JSON. */
   fullMap(node: TailnetNode): Buffer {
     return this.fullMapWithState(node).json;
   }
 
-  /** A full map plus what it told the viewer, so later deltas can be computed against it. */
+  /** A full map as JSON plus what it told the viewer, so later deltas can be computed against it. */
   fullMapWithState(node: TailnetNode): { json: Buffer; state: ViewerState } {
+    const { head, peers, state } = this.#fullMapParts(node);
+    return { json: this.#withPeers(head, 'Peers', peers), state };
+  }
+
+  /**
+   * A full map framed for the wire, plus what it told the viewer. With zstd the peers come from
+   * blocks compressed once for every map that holds them (peer-blocks.ts), so a map costs the
+   * compression of its head and of the viewer's own block, not of all n peers.
+   */
+  fullMapFrame(
+    node: TailnetNode,
+    compression: Compression,
+  ): { frame: Buffer | Promise<Buffer>; state: ViewerState } {
+    const { head, peers, state } = this.#fullMapParts(node);
+    if (compression === 'none' || peers.length === 0)
+      return { frame: frame(this.#withPeers(head, 'Peers', peers), compression), state };
+    const open = zstdFrame(Buffer.from(this.#opening(head, 'Peers')));
+    return { frame: frameFromZstdFrames([open, ...this.#blocks.frames(peers, node.id), CLOSE_PEERS]), state };
+  }
+
+  #fullMapParts(node: TailnetNode): { head: MapResponse; peers: PeerEntry[]; state: ViewerState } {
     const peers = this.peers(node);
     const nodePolicy = this.#policy.compiled.forNode(node.id);
     const head: MapResponse = {
@@ -182,8 +223,7 @@ export class MapBuilder {
       Debug: { DisableLogTail: true },
     };
     if (nodePolicy.sshPolicy !== undefined) head.SSHPolicy = nodePolicy.sshPolicy;
-    const state = this.viewerState(node, peers);
-    return { json: this.#withPeers(head, 'Peers', peers), state };
+    return { head, peers, state: this.viewerState(node, peers) };
   }
 
   /** The comparable form of what `node` is entitled to now. */
@@ -191,10 +231,25 @@ export class MapBuilder {
     const nodePolicy = this.#policy.compiled.forNode(node.id);
     return {
       peers: PeerSet.from(peers.map((p) => [p.node.id, p.routes.join(',')] as const)),
-      filter: JSON.stringify(nodePolicy.packetFilter),
-      ssh: JSON.stringify(nodePolicy.sshPolicy ?? null),
-      caps: JSON.stringify(nodePolicy.capMap),
+      filter: this.jsonText(nodePolicy.packetFilter),
+      ssh: this.jsonText(nodePolicy.sshPolicy),
+      caps: this.jsonText(nodePolicy.capMap),
     };
+  }
+
+  /**
+   * JSON text of a compiled policy part, encoded once per object: nodes with the same filter share
+   * one object (compile.ts), so comparing every session's filter after a change costs one encoding
+   * per distinct filter, and the sessions' states share one string. The parts are never mutated.
+   */
+  jsonText(part: object | undefined): string {
+    if (part === undefined) return 'null';
+    let text = this.#jsonTexts.get(part);
+    if (text === undefined) {
+      text = JSON.stringify(part);
+      this.#jsonTexts.set(part, text);
+    }
+    return text;
   }
 
   /** One delta message, or undefined when it would say nothing. */
@@ -224,15 +279,19 @@ export class MapBuilder {
 
   /** JSON of `head` with `field: [fragments…]` spliced in (left out when there are none). */
   #withPeers(head: MapResponse, field: 'Peers' | 'PeersChanged', peers: readonly PeerEntry[]): Buffer {
-    const json = JSON.stringify(head);
-    if (peers.length === 0) return Buffer.from(json);
-    const open = json === '{}' ? `{"${field}":[` : `${json.slice(0, -1)},"${field}":[`;
-    const parts: Buffer[] = [Buffer.from(open)];
+    if (peers.length === 0) return Buffer.from(JSON.stringify(head));
+    const parts: Buffer[] = [Buffer.from(this.#opening(head, field))];
     for (const [i, peer] of peers.entries()) {
       if (i > 0) parts.push(COMMA);
       parts.push(this.fragment(peer.node, peer.routes));
     }
-    parts.push(Buffer.from(']}'));
+    parts.push(CLOSE);
     return Buffer.concat(parts);
+  }
+
+  /** `head`'s JSON opened up to the first element of `field`: `{…,"field":[`. */
+  #opening(head: MapResponse, field: 'Peers' | 'PeersChanged'): string {
+    const json = JSON.stringify(head);
+    return json === '{}' ? `{"${field}":[` : `${json.slice(0, -1)},"${field}":[`;
   }
 }

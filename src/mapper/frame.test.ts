@@ -1,8 +1,16 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { zstdDecompressSync } from 'node:zlib';
-import { frame, frameSync, keepAliveFrame } from './frame.ts';
+import { constants, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
+import {
+  decodeMapBody,
+  frame,
+  frameFromZstdFrames,
+  frameSync,
+  keepAliveFrame,
+  zstdFrame,
+  zstdFrameLength,
+} from './frame.ts';
 
 const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 
@@ -57,6 +65,34 @@ describe('map frames', () => {
     assert.ok(bytes.length - 4 > 0xffff, 'length uses more than the low bytes');
     assert.deepEqual(decode(bytes), json);
     assert.deepEqual(decode(frameSync(json, 'zstd')), json);
+  });
+
+  test('a message of several zstd frames decodes to their contents in order', () => {
+    const parts = ['{"Peers":[', '{"ID":1}', ',{"ID":2}', ']}'].map((t) => zstdFrame(Buffer.from(t)));
+    const bytes = frameFromZstdFrames(parts);
+    assert.equal(bytes.readUInt32LE(0), bytes.length - 4);
+    assert.deepEqual(JSON.parse(decodeMapBody(body(bytes)).toString()), { Peers: [{ ID: 1 }, { ID: 2 }] });
+    // Node's own decoder would have stopped after the first frame: that is why decodeMapBody exists.
+    assert.equal(zstdDecompressSync(body(bytes)).toString(), '{"Peers":[');
+  });
+
+  test('zstd frame lengths are read off the headers, with checksums, big blocks and skippable frames', () => {
+    const big = Buffer.from(
+      JSON.stringify(Array.from({ length: 3000 }, (_, i) => randomBytes(40).toString('hex') + i)),
+    );
+    const checksummed = zstdCompressSync(big, { params: { [constants.ZSTD_c_checksumFlag]: 1 } });
+    const tiny = zstdFrame(Buffer.from('{}'));
+    const empty = zstdFrame(Buffer.alloc(0));
+    const skippable = Buffer.concat([Buffer.from([0x5a, 0x2a, 0x4d, 0x18, 3, 0, 0, 0]), Buffer.from('abc')]);
+    for (const one of [checksummed, tiny, empty, skippable]) assert.equal(zstdFrameLength(one), one.length);
+    const all = Buffer.concat([tiny, skippable, checksummed, empty]);
+    assert.equal(zstdFrameLength(all, tiny.length + skippable.length), checksummed.length);
+    assert.deepEqual(decodeMapBody(all), Buffer.concat([Buffer.from('{}'), big]));
+    assert.throws(() => zstdFrameLength(Buffer.from('not zstd at all')), /not a zstd frame/);
+    assert.throws(
+      () => zstdFrameLength(checksummed.subarray(0, checksummed.length - 1)),
+      /past the end|out of range/,
+    );
   });
 
   test('the keep-alive is the same bytes every time and decodes to {"KeepAlive":true}', () => {

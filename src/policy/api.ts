@@ -4,6 +4,7 @@
  * approvals, tag ownership). Everything here is pure: no I/O, no clocks, no globals.
  */
 import type { FilterRule, SSHPolicy } from '../tailcfg/index.ts';
+import type { IdSet } from '../util/id-set.ts';
 
 export interface PolicyUser {
   id: number;
@@ -85,6 +86,10 @@ export interface CompiledPolicy {
   forNode(nodeId: number): NodePolicy;
   /** Whether the two nodes may know each other (either can reach the other). Symmetric. */
   canSee(a: number, b: number): boolean;
+  /** Every node `viewer` may know (canSee), as a bit set of ids: one pass over the rules, not n pairs. */
+  peersOf(viewer: number): IdSet;
+  /** The nodes whose peerRoutes can be non-empty for some viewer: subnet routers and exit nodes. */
+  routeCarriers(): readonly number[];
   /**
    * The routes of `peer` that `viewer` may use through it: the peer's primary subnet routes the viewer
    * may reach, plus its exit routes when the viewer may use the internet. Goes into Peer.AllowedIPs.

@@ -7,6 +7,7 @@
  * and memoised, so a node that never connects costs nothing and a map rebuild is a lookup.
  */
 import type { CapGrant, FilterRule, NetPortRange } from '../tailcfg/index.ts';
+import { IdSet } from '../util/id-set.ts';
 import {
   type CompiledPolicy,
   type CompileOptions,
@@ -117,6 +118,14 @@ class Compiled implements CompiledPolicy {
   readonly #views = new Map<number, NodePolicy>();
   readonly #primaries: ReadonlyMap<string, number>;
   #unowned: FilterRule[] | undefined;
+  /** Each global rule's node sets as bit sets, for peersOf. */
+  readonly #ruleBits = new Map<GlobalRule, { src: IdSet; dst: IdSet }>();
+  #carriers: number[] | undefined;
+  /** Per global rule, its reduced form per set of destinations kept (see #reduce). */
+  readonly #reduced = new Map<GlobalRule, Map<string, FilterRule>>();
+  /** Per-node filters by the identities of their rules (see #filterFor). */
+  readonly #filters = new Map<string, FilterRule[]>();
+  readonly #ruleIds = new Map<FilterRule, number>();
 
   constructor(policy: Policy, tailnet: PolicyTailnet, options: CompileOptions) {
     this.policy = policy;
@@ -267,13 +276,33 @@ class Compiled implements CompiledPolicy {
     return this.#unowned;
   }
 
+  /**
+   * The node's filter. Nodes whose rules come out as the same objects in the same order share one
+   * filter array: in a tailnet where a rule's sources list n addresses and every node gets that rule,
+   * that is one copy of the list instead of n (and the map builder encodes it once, not n times).
+   */
   #filterFor(node: IndexedNode): FilterRule[] {
     const rules: FilterRule[] = [];
     for (const compiled of this.#rules) {
       const rule = compiled.self ? this.#selfRule(compiled.rule, node) : this.#reduce(compiled.rule, node);
       if (rule !== undefined) rules.push(rule);
     }
-    return mergeRules(rules);
+    const key = rules.map((rule) => this.#ruleId(rule)).join(',');
+    let filter = this.#filters.get(key);
+    if (filter === undefined) {
+      filter = mergeRules(rules);
+      this.#filters.set(key, filter);
+    }
+    return filter;
+  }
+
+  #ruleId(rule: FilterRule): number {
+    let id = this.#ruleIds.get(rule);
+    if (id === undefined) {
+      id = this.#ruleIds.size;
+      this.#ruleIds.set(rule, id);
+    }
+    return id;
   }
 
   #reduce(rule: GlobalRule, node: IndexedNode): FilterRule | undefined {
@@ -284,14 +313,31 @@ class Compiled implements CompiledPolicy {
     }
     const viaOk = rule.via.length === 0 || node.tags.some((t) => rule.via.includes(t));
     if (!viaOk) return undefined;
-    const kept = rule.dsts.filter((d) => {
-      if (d.range === ALL_RANGE) return rule.via.length === 0 || node.subnets.length > 0 || node.exit;
-      if (rule.via.length === 0 && anyOverlap([d.range], node.ips)) return true;
-      if (anyOverlap([d.range], node.subnets)) return true;
-      return node.exit && insideInternet(d.range);
-    });
+    const kept: number[] = [];
+    for (const [i, d] of rule.dsts.entries()) {
+      const keep =
+        d.range === ALL_RANGE
+          ? rule.via.length === 0 || node.subnets.length > 0 || node.exit
+          : (rule.via.length === 0 && anyOverlap([d.range], node.ips)) ||
+            anyOverlap([d.range], node.subnets) ||
+            (node.exit && insideInternet(d.range));
+      if (keep) kept.push(i);
+    }
     if (kept.length === 0) return undefined;
-    return packetRule(rule.src.texts, kept, rule.proto);
+    // Every node that keeps the same destinations of this rule gets the same rule object.
+    const variants = this.#reduced.get(rule) ?? new Map<string, FilterRule>();
+    this.#reduced.set(rule, variants);
+    const key = kept.join(',');
+    let reduced = variants.get(key);
+    if (reduced === undefined) {
+      reduced = packetRule(
+        rule.src.texts,
+        kept.map((i) => rule.dsts[i] as Dst),
+        rule.proto,
+      );
+      variants.set(key, reduced);
+    }
+    return reduced;
   }
 
   /** autogroup:self for one destination: only its own user's nodes, and only toward this node. */
@@ -321,6 +367,45 @@ class Compiled implements CompiledPolicy {
       if ((srcNodes.has(a) && dstNodes.has(b)) || (srcNodes.has(b) && dstNodes.has(a))) return true;
     }
     return false;
+  }
+
+  peersOf(viewer: number): IdSet {
+    const peers = new IdSet();
+    for (const compiled of this.#rules) {
+      if (compiled.self) {
+        this.#addMates(compiled.rule, viewer, peers);
+        continue;
+      }
+      const { srcNodes, dstNodes } = compiled.rule;
+      const bits = this.#bitsOf(compiled.rule);
+      if (srcNodes.has(viewer)) peers.addAll(bits.dst);
+      if (dstNodes.has(viewer)) peers.addAll(bits.src);
+    }
+    peers.delete(viewer);
+    return peers;
+  }
+
+  routeCarriers(): readonly number[] {
+    this.#carriers ??= this.index.nodes.filter((n) => n.subnets.length > 0 || n.exit).map((n) => n.id);
+    return this.#carriers;
+  }
+
+  #bitsOf(rule: GlobalRule): { src: IdSet; dst: IdSet } {
+    let bits = this.#ruleBits.get(rule);
+    if (bits === undefined) {
+      bits = { src: IdSet.of(rule.srcNodes), dst: IdSet.of(rule.dstNodes) };
+      this.#ruleBits.set(rule, bits);
+    }
+    return bits;
+  }
+
+  /** autogroup:self's share of peersOf: the viewer's own user's untagged nodes the rule relates it to. */
+  #addMates(rule: SelfRule, viewer: number, peers: IdSet): void {
+    const node = this.index.byId.get(viewer);
+    if (node === undefined || node.tagged || node.userId === null) return;
+    const all = rule.srcNodes.has(viewer);
+    for (const mate of this.index.userNodes.get(node.userId) ?? [])
+      if (all || rule.srcNodes.has(mate.id)) peers.add(mate.id);
   }
 
   #selfRelated(rule: SelfRule, a: number, b: number): boolean {
@@ -392,23 +477,25 @@ function capRule(srcIps: string[], node: IndexedNode, caps: Record<string, unkno
 /**
  * Rules with the same sources and protocols become one rule with their destinations concatenated,
  * as Tailscale's control plane sends them (capture acl-ar02). App (CapGrant) rules stay separate.
+ * The input rules are shared between nodes, so a merge makes a new rule instead of changing one.
  */
-function mergeRules(rules: FilterRule[]): FilterRule[] {
+function mergeRules(rules: readonly FilterRule[]): FilterRule[] {
   const out: FilterRule[] = [];
-  const byKey = new Map<string, FilterRule>();
+  const byKey = new Map<string, number>();
   for (const rule of rules) {
     if (rule.CapGrant !== undefined) {
       out.push(rule);
       continue;
     }
     const key = `${[...rule.SrcIPs].sort().join(',')}|${[...(rule.IPProto ?? [])].sort().join(',')}`;
-    const existing = byKey.get(key);
-    if (existing === undefined) {
-      byKey.set(key, rule);
+    const at = byKey.get(key);
+    if (at === undefined) {
+      byKey.set(key, out.length);
       out.push(rule);
       continue;
     }
-    existing.DstPorts = [...(existing.DstPorts ?? []), ...(rule.DstPorts ?? [])];
+    const existing = out[at] as FilterRule;
+    out[at] = { ...existing, DstPorts: [...(existing.DstPorts ?? []), ...(rule.DstPorts ?? [])] };
   }
   return out;
 }

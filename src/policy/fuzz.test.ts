@@ -119,7 +119,7 @@ describe('policy fuzzing', () => {
     );
   });
 
-  test('well-shaped policies compile, and every rule a node gets is backed by the policy', () => {
+  test('well-shaped policies compile, every rule a node gets is backed by the policy, and peersOf agrees with canSee', () => {
     fc.assert(
       fc.property(policyShape, (shape) => {
         let policy: ReturnType<typeof parsePolicy>;
@@ -152,8 +152,16 @@ describe('policy fuzzing', () => {
               assert.ok(declaredPorts.has(ports), `port range ${ports} was never written in the policy`);
             }
           }
-          for (const other of TAILNET.nodes)
+          const seen: number[] = [];
+          for (const other of TAILNET.nodes) {
             assert.equal(compiled.canSee(node.id, other.id), compiled.canSee(other.id, node.id));
+            if (compiled.canSee(node.id, other.id)) seen.push(other.id);
+          }
+          assert.deepEqual(
+            [...compiled.peersOf(node.id)],
+            seen.sort((a, b) => a - b),
+            'peersOf is canSee',
+          );
         }
       }),
       { numRuns: 300 },

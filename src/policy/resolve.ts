@@ -74,6 +74,23 @@ export function indexTailnet(tailnet: PolicyTailnet): TailnetIndex {
   };
 }
 
+/**
+ * Parsed node addresses. The tailnet is indexed again on every change that can move visibility (a
+ * join storm does so every batch), and parsing each node's two addresses was most of that work. The
+ * result depends only on the text, so a memo is safe; it is emptied when it grows past any real
+ * tailnet, so addresses that are gone cannot pile up.
+ */
+const ADDRESS_RANGES = new Map<string, Range | undefined>();
+const ADDRESS_RANGES_MAX = 200_000;
+
+function addressRange(ip: string): Range | undefined {
+  if (ADDRESS_RANGES.has(ip)) return ADDRESS_RANGES.get(ip);
+  if (ADDRESS_RANGES.size >= ADDRESS_RANGES_MAX) ADDRESS_RANGES.clear();
+  const range = parseRange(ip);
+  ADDRESS_RANGES.set(ip, range);
+  return range;
+}
+
 function indexNode(node: PolicyNode): IndexedNode {
   const ips: Range[] = [];
   const ipTexts: string[] = [];
@@ -82,7 +99,7 @@ function indexNode(node: PolicyNode): IndexedNode {
     [node.ipv4, 32],
     [node.ipv6, 128],
   ] as const) {
-    const range = ip === null ? undefined : parseRange(ip);
+    const range = ip === null ? undefined : addressRange(ip);
     if (ip === null || range === undefined) continue;
     ips.push(ipRange(range.family, range.first));
     ipTexts.push(ip);

@@ -134,11 +134,16 @@ function sortedObject<T>(value: Record<string, T>): Record<string, T> {
   return Object.fromEntries(Object.entries(value).sort(([a], [b]) => byText(a, b)));
 }
 
-/** Our peers of `id`: name → sorted AllowedIPs. */
+/**
+ * Our peers of `id`: name → sorted AllowedIPs. Read off peersOf, the bit-set path the map builder
+ * uses, and checked against the pairwise canSee on the way.
+ */
 function peersOf(c: PolicyCase, compiled: CompiledPolicy, id: number): Record<string, string[]> {
   const peers: Record<string, string[]> = {};
+  const visible = compiled.peersOf(id);
   for (const node of c.tailnet.nodes) {
-    if (node.id === id || !compiled.canSee(id, node.id)) continue;
+    assert.equal(visible.has(node.id), compiled.canSee(id, node.id), `peersOf(${id}) and canSee disagree`);
+    if (!visible.has(node.id)) continue;
     const name = c.names.get(node.id) ?? `#${node.id}`;
     peers[name] = [...addressesOf(c, node.id), ...compiled.peerRoutes(id, node.id)].sort(byText);
   }

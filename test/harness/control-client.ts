@@ -22,8 +22,8 @@ import http2, {
 } from 'node:http2';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { zstdDecompressSync } from 'node:zlib';
 import WebSocket, { createWebSocketStream } from 'ws';
+import { decodeMapBody } from '../../src/mapper/frame.ts';
 import {
   decodeEarlyPayloadBody,
   decodeEarlyPayloadHeader,
@@ -735,7 +735,7 @@ export class MapStream {
           `map message ${this.messages.length} is not a zstd frame (starts ${raw.subarray(0, 8).toString('hex')})`,
         );
       }
-      json = zstdDecompressSync(raw);
+      json = decodeMapBody(raw);
     }
     try {
       return JSON.parse(json.toString('utf8'));

@@ -18,10 +18,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { zstdDecompressSync } from 'node:zlib';
 import { parseConfig } from '../../src/config/index.ts';
 import { AUTH_KEY_ERRORS, NEEDS_AUTH_KEY_ERROR, WRONG_MACHINE_ERROR } from '../../src/control/register.ts';
 import type { User } from '../../src/db/records.ts';
+import { decodeMapBody } from '../../src/mapper/frame.ts';
 import { TAGGED_DEVICES_USER_ID } from '../../src/mapper/node-view.ts';
 import { createLogger } from '../../src/observe/logger.ts';
 import { type RunningServer, type ServerTuning, startServer } from '../../src/server/server.ts';
@@ -265,7 +265,7 @@ async function assertEnds(stream: MapStream, timeoutMs = WAIT_MS): Promise<void>
 }
 
 function decodeFrame(frame: Buffer): Json {
-  return JSON.parse(zstdDecompressSync(frame.subarray(4)).toString('utf8'));
+  return JSON.parse(decodeMapBody(frame.subarray(4)).toString('utf8'));
 }
 
 const peerIn = (list: Json[] | undefined, id: number): Json | undefined => list?.find((p) => p.ID === id);
