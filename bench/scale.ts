@@ -244,8 +244,10 @@ async function joinStorm(
     };
     w.child.send(command);
   }
-  // Quick mode keeps a slow server from stretching the run: it gets a figure of null instead.
-  const joinBudget = settings.quick ? 60_000 : Math.max(120_000, settings.nodes * 60);
+  // Quick mode keeps a slow server from stretching the run: it gets a figure of null instead. A storm's
+  // work grows as n² (every node must learn of every other), so beyond 5 000 nodes the deadline does too.
+  const n = settings.nodes;
+  const joinBudget = settings.quick ? 60_000 : Math.max(120_000, n * 60 * Math.max(1, n / 5_000));
   const joined = await Promise.all(workers.map((w) => w.next('joined', joinBudget)));
   const times = joined.flatMap((j) => j.registeredAt as number[]).filter((t) => t > 0);
   const failures = joined.reduce((sum, j) => sum + Number(j.failures), 0);

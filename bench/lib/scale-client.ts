@@ -5,12 +5,13 @@
  * JSON-parsed: the peer set is tracked by scanning node IDs out of the text, which both servers write
  * as `{"ID":<n>,"StableID":…` (Go's field order of tailcfg.Node).
  *
- *   [u32 little-endian length][zstd frame of one MapResponse]   repeated on the map stream
+ *   [u32 little-endian length][zstd frames of one MapResponse]   repeated on the map stream
  */
 
 import type { ClientHttp2Stream } from 'node:http2';
 import { decodeMapBody } from '../../src/mapper/frame.ts';
 import { DiscoPublic, type MachinePublic, NodePublic, PrivateKey } from '../../src/types/keys.ts';
+import { IdSet } from '../../src/util/id-set.ts';
 import { type ControlConnection, connectControl } from '../../test/harness/control-client.ts';
 
 /** Wall-clock milliseconds with sub-millisecond precision, comparable across processes. */
@@ -24,38 +25,6 @@ const GO_CONNECTION_WINDOW = 1 << 30;
 const NODE_ID = /"ID":(\d+),"StableID"/g;
 const SELF_ID = /"Node":\{"ID":(\d+)/;
 const REMOVED = /"PeersRemoved":\[([0-9,]*)\]/;
-
-/** A growable bit set of node ids. */
-class IdSet {
-  #bits = new Uint8Array(128);
-  size = 0;
-
-  add(id: number): void {
-    const byte = id >> 3;
-    if (byte >= this.#bits.length) {
-      const grown = new Uint8Array(Math.max(byte + 1, this.#bits.length * 2));
-      grown.set(this.#bits);
-      this.#bits = grown;
-    }
-    const mask = 1 << (id & 7);
-    if ((this.#bits[byte] ?? 0) & mask) return;
-    this.#bits[byte] = (this.#bits[byte] ?? 0) | mask;
-    this.size += 1;
-  }
-
-  delete(id: number): void {
-    const byte = id >> 3;
-    const mask = 1 << (id & 7);
-    if (byte >= this.#bits.length || !((this.#bits[byte] ?? 0) & mask)) return;
-    this.#bits[byte] = (this.#bits[byte] ?? 0) & ~mask;
-    this.size -= 1;
-  }
-
-  clear(): void {
-    this.#bits.fill(0);
-    this.size = 0;
-  }
-}
 
 export interface ClientOptions {
   /** Position in the worker's list (cheap bookkeeping per client). */

@@ -19,6 +19,9 @@ test('IdSet adds, deletes and lists like a Set of integers, ascending', () => {
       assert.equal(set.size, model.size);
       assert.deepEqual([...set], sorted(model));
       for (const id of [...added, ...deleted, 0, 31, 32, 99_999]) assert.equal(set.has(id), model.has(id));
+      set.clear();
+      assert.equal(set.size, 0);
+      assert.deepEqual([...set], []);
     }),
   );
 });

@@ -41,6 +41,11 @@ export class IdSet {
     return true;
   }
 
+  /** Removes every id (keeps the memory, for a set that is refilled). */
+  clear(): void {
+    this.#words.fill(0);
+  }
+
   get size(): number {
     let count = 0;
     for (const word of this.#words) count += popcount(word);
