@@ -258,6 +258,47 @@ describe('MapBroadcaster delivery', () => {
     assert.deepEqual(ids(peer?.PeersChanged), [b.node.id]);
   });
 
+  test('a policy change re-diffs peers: who appears, who goes, and whose routes changed', async (t) => {
+    const { tailnet, broadcaster, network, deliver } = await setup(t);
+    const [a, b, r] = await network(['a', 'b', 'r']);
+    assert.ok(a && b && r);
+    tailnet.sessionOpened(r.node); // only an online router is elected primary for its subnet
+    tailnet.applyMapUpdate(
+      r.node,
+      { hostinfo: { Hostname: 'r', RoutableIPs: ['10.1.0.0/16'] }, capVersion: 113 },
+      true,
+    );
+    await tailnet.setApprovedRoutes(r.node.id, ['10.1.0.0/16']);
+    await deliver();
+    const routed = a
+      .deltas()
+      .flatMap((d) => d.PeersChanged ?? [])
+      .find((p) => p.ID === r.node.id);
+    assert.ok(routed?.AllowedIPs?.includes('10.1.0.0/16'), 'allow-all: a may use the subnet');
+    const seen = a.deltas().length;
+
+    // Only tailnet addresses on either side: r stays a's peer, without its subnet; b is untouched.
+    broadcaster.policyChanged(
+      parsePolicy('{"acls": [{"action": "accept", "src": ["100.64.0.0/10"], "dst": ["100.64.0.0/10:*"]}]}'),
+    );
+    await deliver();
+    const [delta, ...rest] = a.deltas().slice(seen);
+    assert.deepEqual(rest, []);
+    assert.deepEqual(ids(delta?.PeersChanged), [r.node.id]);
+    assert.equal(delta?.PeersChanged?.[0]?.AllowedIPs?.includes('10.1.0.0/16'), false);
+    assert.equal(delta?.PeersRemoved, undefined);
+    assert.ok(delta?.PacketFilter, 'and the new filter');
+
+    // Now a may reach b alone: r leaves a's peers, b stays without being resent.
+    broadcaster.policyChanged(
+      parsePolicy(`{"acls": [{"action": "accept", "src": ["${a.node.ipv4}"], "dst": ["${b.node.ipv4}:*"]}]}`),
+    );
+    await deliver();
+    const [last] = a.deltas().slice(seen + 1);
+    assert.deepEqual(last?.PeersRemoved, [r.node.id]);
+    assert.equal(last?.PeersChanged, undefined);
+  });
+
   test('uninvolved recipients share one encoded, compressed frame', async (t) => {
     const { tailnet, network, deliver } = await setup(t);
     const clients = await network(['a', 'b', 'c', 'd'], 'zstd');

@@ -305,7 +305,8 @@ export class MapBroadcaster {
     const now = new PeerSet(visible);
     const fresh = visible.minus(before.ids);
     for (const id of batch.pending.whole) if (visible.has(id)) fresh.add(id);
-    for (const id of builder.routeCarriers()) {
+    // Routes can only differ for peers that carry some now, or were shown with some before.
+    for (const id of new Set([...builder.routeCarriers(), ...before.routed()])) {
       const node = visible.has(id) ? this.#tailnet.node(id) : undefined;
       if (node === undefined) continue;
       const routes = builder.routes(viewer, node).join(',');

@@ -47,6 +47,11 @@ export class PeerSet {
     return this.ids.delete(id);
   }
 
+  /** The peers shown with routes. */
+  routed(): IterableIterator<number> {
+    return this.#routes.keys();
+  }
+
   /** The ids in the set, ascending. */
   keys(): IterableIterator<number> {
     return this.ids[Symbol.iterator]();
