@@ -172,6 +172,11 @@ export class SimClient {
   #onData(chunk: Buffer): void {
     this.#pending.push(chunk);
     this.#pendingBytes += chunk.length;
+    // A big map arrives in many HTTP/2 chunks: join them once it is complete, not at every chunk
+    // (that would copy a 1 MB map about fifty times).
+    const first = this.#pending[0] as Buffer;
+    if (this.#pending.length > 1 && first.length >= 4 && this.#pendingBytes < 4 + first.readUInt32LE(0))
+      return;
     let buffer = this.#pending.length === 1 ? chunk : Buffer.concat(this.#pending, this.#pendingBytes);
     let offset = 0;
     while (buffer.length - offset >= 4) {
