@@ -132,6 +132,8 @@ export class MapBroadcaster {
   #timer: NodeJS.Timeout | undefined;
   /** The current batch window: the configured delay, widened while deliveries are expensive. */
   #delayMs: number;
+  /** When the last fan-out's writes were done (performance.now()). */
+  #lastFanOutEnd = 0;
   readonly #unsubscribe: () => void;
 
   constructor(tailnet: Tailnet, builder: MapBuilder, options: BroadcasterOptions) {
@@ -221,9 +223,16 @@ export class MapBroadcaster {
     this.#schedule();
   }
 
+  /**
+   * The window runs from the end of the last fan-out, not from the first change: time spent quiet since
+   * then already spaces the fan-outs out, so the first change after a lull (after a join storm, say)
+   * waits only the configured delay instead of the storm's wide window.
+   */
   #schedule(): void {
     if (this.#timer !== undefined) return;
-    this.#timer = setTimeout(() => this.flush(), this.#delayMs);
+    const quiet = performance.now() - this.#lastFanOutEnd;
+    const delay = Math.max(this.#options.batchDelayMs, this.#delayMs - quiet);
+    this.#timer = setTimeout(() => this.flush(), delay);
     this.#timer.unref();
   }
 
@@ -260,6 +269,7 @@ export class MapBroadcaster {
    * Quiet and small tailnets keep the configured window, which is always the least.
    */
   #adapt(deliveryMs: number): void {
+    this.#lastFanOutEnd = performance.now();
     this.#delayMs = Math.max(this.#options.batchDelayMs, Math.min(MAX_BATCH_DELAY_MS, deliveryMs * 2));
   }
 
