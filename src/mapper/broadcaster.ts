@@ -132,8 +132,9 @@ export class MapBroadcaster {
   #timer: NodeJS.Timeout | undefined;
   /** The current batch window: the configured delay, widened while deliveries are expensive. */
   #delayMs: number;
-  /** When the last fan-out's writes were done (performance.now()). */
+  /** When the last fan-out's writes were done (performance.now()); none is quiet while one runs. */
   #lastFanOutEnd = 0;
+  #fanOutRunning = false;
   readonly #unsubscribe: () => void;
 
   constructor(tailnet: Tailnet, builder: MapBuilder, options: BroadcasterOptions) {
@@ -230,7 +231,7 @@ export class MapBroadcaster {
    */
   #schedule(): void {
     if (this.#timer !== undefined) return;
-    const quiet = performance.now() - this.#lastFanOutEnd;
+    const quiet = this.#fanOutRunning ? 0 : performance.now() - this.#lastFanOutEnd;
     const delay = Math.max(this.#options.batchDelayMs, this.#delayMs - quiet);
     this.#timer = setTimeout(() => this.flush(), delay);
     this.#timer.unref();
@@ -244,6 +245,7 @@ export class MapBroadcaster {
     this.#pending = new PendingChanges();
     if (pending.empty) return;
     const cpu = process.cpuUsage();
+    this.#fanOutRunning = true;
     try {
       this.#deliver(pending);
     } catch (err) {
@@ -269,6 +271,7 @@ export class MapBroadcaster {
    * Quiet and small tailnets keep the configured window, which is always the least.
    */
   #adapt(deliveryMs: number): void {
+    this.#fanOutRunning = false;
     this.#lastFanOutEnd = performance.now();
     this.#delayMs = Math.max(this.#options.batchDelayMs, Math.min(MAX_BATCH_DELAY_MS, deliveryMs * 2));
   }
