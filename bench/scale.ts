@@ -345,7 +345,7 @@ async function churn(
   const perDelivery = (cpu * 1e6) / (settings.churn * (settings.nodes - 1));
   log(`  ${server.name}: churn CPU ${cpu.toFixed(2)} s, ${perDelivery.toFixed(0)} µs per peer told`);
   log(
-    `  ${server.name}: churn p50 ${result.figures.churn_p50_ms?.toFixed(0)} ms, p99 ${result.figures.churn_p99_ms?.toFixed(0)} ms (${missed} missed)`,
+    `  ${server.name}: churn p50 ${result.figures.churn_p50_ms?.toFixed(0) ?? '—'} ms, p99 ${result.figures.churn_p99_ms?.toFixed(0) ?? '—'} ms (${missed} missed)`,
   );
 }
 
