@@ -40,7 +40,7 @@ export const DEFAULT_BROADCASTER_OPTIONS = {
 
 /**
  * The widest batch window. A change reaches peers within window + fan-out ≈ 3× the fan-out's cost, so
- * while one fan-out costs under ~0.6 s (churn at 10 000 nodes costs about 0.3 s) this cap never
+ * while one fan-out costs under ~0.6 s (churn at 10 000 nodes costs about 0.5 s) this cap never
  * binds and changes arrive within 2 s. Only fan-outs heavier than that (a join storm into thousands
  * of sessions) reach it; a lower cap would then let fan-out take most of the server and starve the
  * registrations it is reporting (a 10 000-node storm with a 1 s cap slowed to 4 joins/s).
