@@ -431,7 +431,11 @@ export async function serveUntilSignal(config: Config, log: Logger): Promise<voi
   // Everything weft opened is closed now. Should anything still hold the event loop (a bug), exit
   // anyway after a moment rather than linger as a half-stopped server.
   setTimeout(() => {
-    log.warn('handles were still open after the stop; exiting');
+    // Named, so the log says which kind of handle outlived the stop (sockets, timers, …).
+    log.warn(
+      { handles: process.getActiveResourcesInfo() },
+      'handles were still open after the stop; exiting',
+    );
     process.exit(0);
   }, LINGER_MS).unref();
 }
