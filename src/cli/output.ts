@@ -21,6 +21,12 @@ export function printLine(text: string): void {
   process.stdout.write(`${text}\n`);
 }
 
+/** What a command did: `value` as JSON with `-o json`, otherwise one line for people. */
+export function printResult(options: { output: OutputFormat }, value: unknown, line: string): void {
+  if (options.output === 'json') printJson(value);
+  else printLine(line);
+}
+
 /** Left-aligned columns separated by two spaces; an empty list prints just the header. */
 export function formatTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));

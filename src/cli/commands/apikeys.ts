@@ -2,7 +2,7 @@
 import { Command } from '@commander-js/extra-typings';
 import { durationArgument } from '../arguments.ts';
 import type { Connect } from '../connect.ts';
-import { formatTime, outputOption, printJson, printLine, printTable } from '../output.ts';
+import { formatTime, outputOption, printJson, printResult, printTable } from '../output.ts';
 
 const NINETY_DAYS_MS = 90 * 24 * 3_600_000;
 
@@ -25,8 +25,7 @@ export function apiKeysCommand(connect: Connect): Command {
       const key = await connect(command).createApiKey(
         new Date(Date.now() + options.expiration).toISOString(),
       );
-      if (options.output === 'json') printJson({ apiKey: key });
-      else printLine(key);
+      printResult(options, { apiKey: key }, key);
     });
 
   keys
@@ -57,8 +56,7 @@ export function apiKeysCommand(connect: Connect): Command {
     .addOption(outputOption())
     .action(async (prefix, options, command) => {
       const key = await connect(command).expireApiKey(prefix);
-      if (options.output === 'json') printJson(key);
-      else printLine(`API key ${key.prefix} expired`);
+      printResult(options, key, `API key ${key.prefix} expired`);
     });
 
   return keys;

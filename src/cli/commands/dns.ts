@@ -10,7 +10,7 @@ import type { ApiClient } from '../../api/client.ts';
 import type { DnsJson, DnsRecordJson, DnsSettingsJson } from '../../api/wire.ts';
 import type { Connect } from '../connect.ts';
 import { CommandError } from '../errors.ts';
-import { outputOption, printJson, printLine, yesNo } from '../output.ts';
+import { outputOption, printResult, yesNo } from '../output.ts';
 
 type RecordType = DnsRecordJson['type'];
 
@@ -62,12 +62,6 @@ export function describeDns(dns: DnsJson): string {
   return lines.join('\n');
 }
 
-/** What a change prints: the new settings as JSON, or one line. */
-function report(options: { output: 'table' | 'json' }, dns: DnsJson, line: string): void {
-  if (options.output === 'json') printJson(dns);
-  else printLine(line);
-}
-
 export function dnsCommand(connect: Connect): Command {
   const dns = new Command('dns').description(
     'show or change the DNS settings clients get (resolvers, split DNS, search domains, extra records)',
@@ -79,8 +73,7 @@ export function dnsCommand(connect: Connect): Command {
     .addOption(outputOption())
     .action(async (options, command) => {
       const current = await connect(command).getDns();
-      if (options.output === 'json') printJson(current);
-      else printLine(describeDns(current));
+      printResult(options, current, describeDns(current));
     });
 
   const nameservers = dns.command('nameservers').description('the resolvers for every DNS query');
@@ -93,7 +86,7 @@ export function dnsCommand(connect: Connect): Command {
       const updated = await modify(connect(command), (s) => {
         s.nameservers.global = addresses;
       });
-      report(options, updated, `Nameservers: ${list(updated.nameservers.global)}`);
+      printResult(options, updated, `Nameservers: ${list(updated.nameservers.global)}`);
     });
 
   const split = dns.command('split').description('split DNS: resolvers for one domain');
@@ -107,7 +100,11 @@ export function dnsCommand(connect: Connect): Command {
       const updated = await modify(connect(command), (s) => {
         s.nameservers.split[domain] = addresses;
       });
-      report(options, updated, `Split DNS: ${domain} → ${list(updated.nameservers.split[domain] ?? [])}`);
+      printResult(
+        options,
+        updated,
+        `Split DNS: ${domain} → ${list(updated.nameservers.split[domain] ?? [])}`,
+      );
     });
   split
     .command('remove')
@@ -120,7 +117,7 @@ export function dnsCommand(connect: Connect): Command {
           throw new CommandError(`there is no split DNS entry for ${domain}`);
         delete s.nameservers.split[domain];
       });
-      report(options, updated, `Split DNS for ${domain} removed`);
+      printResult(options, updated, `Split DNS for ${domain} removed`);
     });
 
   const searchDomains = dns.command('search-domains').description('domains tried for short names');
@@ -133,7 +130,7 @@ export function dnsCommand(connect: Connect): Command {
       const updated = await modify(connect(command), (s) => {
         s.searchDomains = domains;
       });
-      report(options, updated, `Search domains: ${list(updated.searchDomains)}`);
+      printResult(options, updated, `Search domains: ${list(updated.searchDomains)}`);
     });
 
   const records = dns.command('records').description('extra A/AAAA records every client resolves');
@@ -151,7 +148,7 @@ export function dnsCommand(connect: Connect): Command {
           throw new CommandError(`the record ${recordText(record)} already exists`);
         s.extraRecords.push(record);
       });
-      report(options, updated, `Record added: ${recordText(record)}`);
+      printResult(options, updated, `Record added: ${recordText(record)}`);
     });
   records
     .command('remove')
@@ -168,7 +165,7 @@ export function dnsCommand(connect: Connect): Command {
           throw new CommandError(`there is no ${type === undefined ? '' : `${type} `}record for ${name}`);
         s.extraRecords = s.extraRecords.filter((r) => !matches(r));
       });
-      report(options, updated, removed.map((r) => `Record removed: ${recordText(r)}`).join('\n'));
+      printResult(options, updated, removed.map((r) => `Record removed: ${recordText(r)}`).join('\n'));
     });
 
   return dns;

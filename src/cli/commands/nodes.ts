@@ -4,7 +4,7 @@ import type { NodeJson } from '../../api/wire.ts';
 import { durationArgument, nodeIdArgument, tagsArgument } from '../arguments.ts';
 import type { Connect } from '../connect.ts';
 import { UsageError } from '../errors.ts';
-import { formatTime, outputOption, printJson, printLine, printTable, yesNo } from '../output.ts';
+import { formatTime, outputOption, printJson, printLine, printResult, printTable, yesNo } from '../output.ts';
 
 function ipv4Of(node: NodeJson): string {
   return node.ipAddresses.find((ip) => !ip.includes(':')) ?? '-';
@@ -93,8 +93,7 @@ export function nodesCommand(connect: Connect): Command {
     .addOption(outputOption())
     .action(async (id, options, command) => {
       const node = await connect(command).getNode(id);
-      if (options.output === 'json') printJson(node);
-      else printLine(describeNode(node));
+      printResult(options, node, describeNode(node));
     });
 
   nodes
@@ -107,8 +106,7 @@ export function nodesCommand(connect: Connect): Command {
       const client = connect(command);
       const node = await client.getNode(id);
       await client.deleteNode(id);
-      if (options.output === 'json') printJson({ deleted: node });
-      else printLine(`Node ${node.id} (${node.givenName}) deleted`);
+      printResult(options, { deleted: node }, `Node ${node.id} (${node.givenName}) deleted`);
     });
 
   nodes
@@ -148,8 +146,11 @@ export function nodesCommand(connect: Connect): Command {
     .addOption(outputOption())
     .action(async (id, options, command) => {
       const node = await connect(command).setNodeTags(id, options.tags);
-      if (options.output === 'json') printJson(node);
-      else printLine(`Node ${node.id} (${node.givenName}) tagged ${node.tags.join(',') || '(none)'}`);
+      printResult(
+        options,
+        node,
+        `Node ${node.id} (${node.givenName}) tagged ${node.tags.join(',') || '(none)'}`,
+      );
     });
 
   nodes
@@ -162,8 +163,7 @@ export function nodesCommand(connect: Connect): Command {
       const client = connect(command);
       const before = await client.getNode(id);
       const node = await client.renameNode(id, newName);
-      if (options.output === 'json') printJson(node);
-      else printLine(`Node ${node.id} renamed from "${before.givenName}" to "${node.givenName}"`);
+      printResult(options, node, `Node ${node.id} renamed from "${before.givenName}" to "${node.givenName}"`);
     });
 
   return nodes;

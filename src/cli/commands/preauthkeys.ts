@@ -2,7 +2,7 @@
 import { Command } from '@commander-js/extra-typings';
 import { durationArgument, tagsArgument } from '../arguments.ts';
 import type { Connect } from '../connect.ts';
-import { formatTime, outputOption, printJson, printLine, printTable, yesNo } from '../output.ts';
+import { formatTime, outputOption, printJson, printResult, printTable, yesNo } from '../output.ts';
 import { userByName } from './users.ts';
 
 export function preAuthKeysCommand(connect: Connect): Command {
@@ -34,8 +34,7 @@ export function preAuthKeysCommand(connect: Connect): Command {
         expiration: new Date(Date.now() + options.expiration).toISOString(),
         aclTags: options.tags,
       });
-      if (options.output === 'json') printJson(key);
-      else printLine(key.key ?? '');
+      printResult(options, key, key.key ?? '');
     });
 
   keys
@@ -72,8 +71,7 @@ export function preAuthKeysCommand(connect: Connect): Command {
     .addOption(outputOption())
     .action(async (prefix, options, command) => {
       const key = await connect(command).expirePreAuthKey(prefix);
-      if (options.output === 'json') printJson(key);
-      else printLine(`Pre-auth key ${key.prefix} expired`);
+      printResult(options, key, `Pre-auth key ${key.prefix} expired`);
     });
 
   return keys;

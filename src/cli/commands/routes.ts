@@ -12,7 +12,7 @@ import { EXIT_ROUTES, isExitRoute } from '../../policy/index.ts';
 import { nodeIdArgument } from '../arguments.ts';
 import type { Connect } from '../connect.ts';
 import { CommandError } from '../errors.ts';
-import { outputOption, printJson, printLine, printTable } from '../output.ts';
+import { outputOption, printJson, printResult, printTable } from '../output.ts';
 
 /** A route and its exit-family twin, so that approving or removing one exit route covers both. */
 function withExitTwin(routes: readonly string[]): string[] {
@@ -76,8 +76,7 @@ export function routesCommand(connect: Connect): Command {
       const client = connect(command);
       const node = await client.getNode(id);
       const updated = await client.approveRoutes(id, [...new Set([...node.approvedRoutes, ...cidrs])]);
-      if (options.output === 'json') printJson(updated);
-      else printLine(summary(updated));
+      printResult(options, updated, summary(updated));
     });
 
   routes
@@ -99,8 +98,7 @@ export function routesCommand(connect: Connect): Command {
         id,
         node.approvedRoutes.filter((r) => !drop.includes(r)),
       );
-      if (options.output === 'json') printJson(updated);
-      else printLine(summary(updated));
+      printResult(options, updated, summary(updated));
     });
 
   return routes;

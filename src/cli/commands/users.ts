@@ -4,7 +4,7 @@ import type { ApiClient } from '../../api/client.ts';
 import { ApiError } from '../../api/client.ts';
 import type { UserJson } from '../../api/wire.ts';
 import type { Connect } from '../connect.ts';
-import { formatTime, outputOption, printJson, printLine, printTable } from '../output.ts';
+import { formatTime, outputOption, printJson, printResult, printTable } from '../output.ts';
 
 /** The one user with this name, or an error saying there is none. */
 export async function userByName(client: ApiClient, name: string): Promise<UserJson> {
@@ -29,8 +29,7 @@ export function usersCommand(connect: Connect): Command {
         ...(options.displayName === undefined ? {} : { displayName: options.displayName }),
         ...(options.email === undefined ? {} : { email: options.email }),
       });
-      if (options.output === 'json') printJson(user);
-      else printLine(`User "${user.name}" created (id ${user.id})`);
+      printResult(options, user, `User "${user.name}" created (id ${user.id})`);
     });
 
   users
@@ -56,8 +55,7 @@ export function usersCommand(connect: Connect): Command {
     .action(async (oldName, newName, options, command) => {
       const client = connect(command);
       const user = await client.renameUser((await userByName(client, oldName)).id, newName);
-      if (options.output === 'json') printJson(user);
-      else printLine(`User "${oldName}" renamed to "${user.name}"`);
+      printResult(options, user, `User "${oldName}" renamed to "${user.name}"`);
     });
 
   users
@@ -70,8 +68,7 @@ export function usersCommand(connect: Connect): Command {
       const client = connect(command);
       const user = await userByName(client, name);
       await client.deleteUser(user.id);
-      if (options.output === 'json') printJson({ deleted: user });
-      else printLine(`User "${name}" deleted`);
+      printResult(options, { deleted: user }, `User "${name}" deleted`);
     });
 
   return users;
