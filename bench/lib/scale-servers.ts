@@ -5,14 +5,13 @@
  * pre-auth key, an API key for the REST API (policy changes go through `PUT /api/v1/policy` on both),
  * log level warn, and no DERP relay in play (the simulated clients never use one).
  */
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freeLoopbackPort, OutputLog, runCommand } from '../../test/harness/child.ts';
+import { freeLoopbackPort, runCommand } from '../../test/harness/child.ts';
 import { WEFT_BIN } from '../../test/harness/weft.ts';
-import { spawned, spawnWeft, stopper, waitForHttp } from './servers.ts';
+import { launch, spawnWeft, waitForHttp } from './servers.ts';
 
 export type ScaleServerName = 'weft' | 'headscale';
 
@@ -152,13 +151,14 @@ export async function startHeadscaleScale(binary: string, version: string): Prom
   await writeFile(config, headscaleConfig(dir, port, await freeLoopbackPort(), await freeLoopbackPort()));
   await writeFile(join(dir, 'derp.yaml'), DERP_MAP);
   const env = { ...process.env, HOME: dir };
-  const child = spawn(binary, ['serve', '-c', config], { env, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  const output = new OutputLog();
-  output.attach(child);
-  const stop = stopper(child, dir);
+  const { pid, output, stop } = await launch(
+    'headscale',
+    binary,
+    ['serve', '-c', config],
+    { dir, env },
+    (child, out) => waitForHttp(child, `http://127.0.0.1:${port}/health`, out, 'headscale'),
+  );
   try {
-    const pid = spawned(child, 'headscale');
-    await waitForHttp(child, `http://127.0.0.1:${port}/health`, output, 'headscale');
     const cli = (args: string[]) =>
       must(
         `headscale ${args.join(' ')}`,

@@ -64,6 +64,42 @@ export function spawned(child: ChildProcess, what: string): number {
   return child.pid;
 }
 
+/** A benchmark's server process: its pid, its output, and an idempotent stop that removes its dir. */
+export interface Launched {
+  pid: number;
+  output: OutputLog;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `binary` in `dir` with its output kept, and waits for `ready`. If it does not start or never
+ * gets ready, it is stopped (and `dir` removed) before the error is thrown.
+ */
+export async function launch(
+  what: string,
+  binary: string,
+  args: readonly string[],
+  options: { dir: string; env: NodeJS.ProcessEnv },
+  ready: (child: ChildProcess, output: OutputLog) => Promise<unknown>,
+): Promise<Launched> {
+  const child = spawn(binary, args, {
+    env: options.env,
+    cwd: options.dir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output = new OutputLog();
+  output.attach(child);
+  const stop = stopper(child, options.dir);
+  try {
+    const pid = spawned(child, what);
+    await ready(child, output);
+    return { pid, output, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
 /** Sets up the exit hook and returns an idempotent stop for `child` and its temp dir. */
 export function stopper(child: ChildProcess, dir: string): () => Promise<void> {
   const unregister = onProcessExit(() => {
@@ -118,19 +154,15 @@ export async function spawnWeft(dirPrefix: string, env: Record<string, string>):
     WEFT_LOG_LEVEL: 'warn',
     ...env,
   });
-  const child = spawn(WEFT_BIN, ['serve'], { env: fullEnv, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  const output = new OutputLog();
-  output.attach(child);
-  const stop = stopper(child, dir);
-  try {
-    const pid = spawned(child, 'weft');
-    await waitForHttp(child, `http://127.0.0.1:${port}/health`, output, 'weft');
-    const version = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
-    return { port, pid, env: fullEnv, version, output, stop };
-  } catch (err) {
-    await stop();
-    throw err;
-  }
+  const { pid, output, stop } = await launch(
+    'weft',
+    WEFT_BIN,
+    ['serve'],
+    { dir, env: fullEnv },
+    (child, out) => waitForHttp(child, `http://127.0.0.1:${port}/health`, out, 'weft'),
+  );
+  const version = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
+  return { port, pid, env: fullEnv, version, output, stop };
 }
 
 /** weft with the embedded DERP (no client verification) and STUN on a free UDP port. */
@@ -208,29 +240,18 @@ export async function startDerperServer(): Promise<BenchServer> {
     '-hostname=127.0.0.1',
     `-c=${join(dir, 'derper.key')}`,
   ];
-  const child = spawn(binaries.derper, args, {
-    cwd: dir,
-    env: { ...process.env, HOME: dir },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const output = new OutputLog();
-  output.attach(child);
-  const stop = stopper(child, dir);
-  try {
-    const pid = spawned(child, 'derper');
-    await waitForLine(child, output, (line) => /serving on/.test(line), START_TIMEOUT_MS, 'derper start-up');
-    return {
-      name: 'derper',
-      derpUrl: `http://127.0.0.1:${port}/derp`,
-      stunPort,
-      pid,
-      version: binaries.version,
-      counters: async () => ({}),
-      output: () => output.text(),
-      stop,
-    };
-  } catch (err) {
-    await stop();
-    throw err;
-  }
+  const env = { ...process.env, HOME: dir };
+  const { pid, output, stop } = await launch('derper', binaries.derper, args, { dir, env }, (child, out) =>
+    waitForLine(child, out, (line) => /serving on/.test(line), START_TIMEOUT_MS, 'derper start-up'),
+  );
+  return {
+    name: 'derper',
+    derpUrl: `http://127.0.0.1:${port}/derp`,
+    stunPort,
+    pid,
+    version: binaries.version,
+    counters: async () => ({}),
+    output: () => output.text(),
+    stop,
+  };
 }
