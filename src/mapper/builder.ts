@@ -180,15 +180,10 @@ export class MapBuilder {
     return [...ids].sort((a, b) => a - b).map((id) => userProfile(id, this.#tailnet.user(id)));
   }
 
-  /** The complete first message of a stream (or a one-shot map), as JSON. */
+  /** The complete first message of a stream (or a one-shot map), as plain JSON. */
   fullMap(node: TailnetNode): Buffer {
-    return this.fullMapWithState(node).json;
-  }
-
-  /** A full map as JSON plus what it told the viewer, so later deltas can be computed against it. */
-  fullMapWithState(node: TailnetNode): { json: Buffer; state: ViewerState } {
-    const { head, peers, state } = this.#fullMapParts(node);
-    return { json: this.#withPeers(head, 'Peers', peers), state };
+    const { head, peers } = this.#fullMapParts(node);
+    return this.#withPeers(head, 'Peers', peers);
   }
 
   /**
@@ -200,14 +195,15 @@ export class MapBuilder {
     node: TailnetNode,
     compression: Compression,
   ): { frame: Buffer | Promise<Buffer>; state: ViewerState } {
-    const { head, peers, state } = this.#fullMapParts(node);
+    const { head, peers } = this.#fullMapParts(node);
+    const state = this.viewerState(node, peers);
     if (compression === 'none' || peers.length === 0)
       return { frame: frame(this.#withPeers(head, 'Peers', peers), compression), state };
     const open = zstdFrame(Buffer.from(this.#opening(head, 'Peers')));
     return { frame: frameFromZstdFrames([open, ...this.#blocks.frames(peers, node.id), CLOSE_PEERS]), state };
   }
 
-  #fullMapParts(node: TailnetNode): { head: MapResponse; peers: PeerEntry[]; state: ViewerState } {
+  #fullMapParts(node: TailnetNode): { head: MapResponse; peers: PeerEntry[] } {
     const peers = this.peers(node);
     const nodePolicy = this.#policy.compiled.forNode(node.id);
     const head: MapResponse = {
@@ -223,7 +219,7 @@ export class MapBuilder {
       Debug: { DisableLogTail: true },
     };
     if (nodePolicy.sshPolicy !== undefined) head.SSHPolicy = nodePolicy.sshPolicy;
-    return { head, peers, state: this.viewerState(node, peers) };
+    return { head, peers };
   }
 
   /** The comparable form of what `node` is entitled to now. */
