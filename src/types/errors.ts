@@ -28,6 +28,8 @@ export const ERROR_CATALOGUE = {
   POLICY_TESTS_FAILED: { status: 400, title: "The policy's tests failed" },
   POLICY_FILE_MODE: { status: 409, title: 'The policy is read from a file (policy.mode: file)' },
   POLICY_CHANGED: { status: 412, title: 'The policy changed since it was read' },
+  LOGIN_NOT_FOUND: { status: 404, title: 'No such pending login (it finished or expired)' },
+  RATE_LIMITED: { status: 429, title: 'Too many requests; retry after the time in Retry-After' },
   DATABASE_UNAVAILABLE: { status: 503, title: 'The database cannot be reached' },
   INTERNAL: { status: 500, title: 'Internal server error' },
 } as const satisfies Record<string, { status: number; title: string }>;
