@@ -3,7 +3,8 @@
  *
  * Who may call `/api/*`: requests that arrive on the local unix socket are the server's own admin
  * (the socket's file mode restricts it to the server's user, like Headscale's CLI socket); every other
- * request needs `Authorization: Bearer <API key>`. The caller tells which sockets are local.
+ * request needs an API key, as `Authorization: Bearer <key>` or HTTP Basic with the key as the user
+ * name. The caller tells which sockets are local. The OpenAPI document is public.
  */
 import type { IncomingMessage } from 'node:http';
 import Fastify, {
@@ -17,16 +18,24 @@ import type { Store } from '../db/store.ts';
 import type { Logger } from '../observe/logger.ts';
 import type { Metrics } from '../observe/metrics.ts';
 import type { DnsSettingsStore } from '../state/dns.ts';
+import type { PendingLogins } from '../state/logins.ts';
 import type { PolicyStore } from '../state/policy.ts';
 import type { Tailnet } from '../state/tailnet.ts';
 import { WeftError } from '../types/errors.ts';
+import { presentedSecret } from './credentials.ts';
+import { openApiDocument } from './openapi.ts';
 import { problemFor } from './problems.ts';
+import { type ApiRateLimits, addRetryAfter, createApiRateLimits, enforce } from './rate-limits.ts';
 import { registerApiKeyRoutes } from './routes/apikeys.ts';
 import { registerDnsRoutes } from './routes/dns.ts';
+import { registerLoginRoutes } from './routes/logins.ts';
 import { registerNodeRoutes } from './routes/nodes.ts';
+import { registerOAuthClientRoutes } from './routes/oauthclients.ts';
 import { registerPolicyRoutes } from './routes/policy.ts';
 import { registerPreAuthKeyRoutes } from './routes/preauthkeys.ts';
+import { type LoginPageHandler, registerLoginPageRoute } from './routes/register-page.ts';
 import { registerUserRoutes } from './routes/users.ts';
+import { registerApiV2 } from './v2/index.ts';
 import type { HealthJson } from './wire.ts';
 
 /** Requests bodies on the API are small JSON objects; anything bigger is refused before it is read. */
@@ -48,9 +57,19 @@ export interface ApiDependencies {
   isLocalAdmin: (request: IncomingMessage) => boolean;
   /** `dns.base_domain`: nodes' MagicDNS names are `<given name>.<base domain>`. */
   baseDomain?: string;
+  /** `node.expiry` in ms (0 = never): API v2 gives it to a device whose key expiry is enabled again. */
+  nodeKeyExpiryMs?: number;
   now?: () => Date;
   /** PEM certificate and key: serve HTTPS instead of HTTP. */
   https?: { cert: Buffer; key: Buffer };
+  /** Interactive logins: `/register/<id>` pages and the `/api/v1/auth/*` endpoints; absent: not served. */
+  logins?: PendingLogins;
+  /** The login page for a pending login in place of the CLI instructions (OIDC redirects from here). */
+  loginPage?: LoginPageHandler;
+  /** Rate limits (tests pass their own clock); created with the defaults otherwise. */
+  rateLimits?: ApiRateLimits;
+  /** weft's version, shown in the OpenAPI document. */
+  version?: string;
 }
 
 export const DEFAULT_BASE_DOMAIN = 'tailnet.internal';
@@ -62,9 +81,19 @@ export interface RouteContext {
   now: () => Date;
   /** Who made an authenticated request: `local admin` or `apikey:<prefix>` (recorded with changes). */
   callerOf: (request: FastifyRequest) => string;
+  rateLimits: ApiRateLimits;
+  /** Counts a key created by this request's caller; RATE_LIMITED past the limit (local admin: never). */
+  limitKeyCreation: (request: FastifyRequest) => void;
 }
 
 const LOCAL_ADMIN = 'local admin';
+
+const servedRoutes = new WeakMap<FastifyInstance, string[]>();
+
+/** Every route the app serves, as "METHOD /path" (the OpenAPI test compares them with the document). */
+export function apiRoutes(app: FastifyInstance): readonly string[] {
+  return servedRoutes.get(app) ?? [];
+}
 
 export function createApiApp(deps: ApiDependencies): FastifyInstance {
   const app = Fastify({
@@ -77,19 +106,32 @@ export function createApiApp(deps: ApiDependencies): FastifyInstance {
     ...(deps.https !== undefined ? { https: deps.https } : {}),
   });
   const callers = new WeakMap<FastifyRequest, string>();
+  const rateLimits = deps.rateLimits ?? createApiRateLimits();
   const context: RouteContext = {
     store: deps.store,
     tailnet: deps.tailnet,
     baseDomain: deps.baseDomain ?? DEFAULT_BASE_DOMAIN,
     now: deps.now ?? (() => new Date()),
     callerOf: (request) => callers.get(request) ?? 'unknown',
+    rateLimits,
+    limitKeyCreation: (request) => {
+      const caller = callers.get(request);
+      if (caller === undefined || caller === LOCAL_ADMIN) return;
+      enforce(rateLimits.keyCreation.take(caller), 'keys created by this API key');
+    },
   };
+  const routes: string[] = [];
+  servedRoutes.set(app, routes);
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) if (method !== 'HEAD') routes.push(`${method} ${route.url}`);
+  });
   // The API speaks JSON only; Fastify would otherwise hand text/plain bodies to handlers as strings.
   app.removeContentTypeParser('text/plain');
 
   app.setErrorHandler((err, request, reply) => {
     const problem = problemFor(err);
     if (problem.status >= 500) request.log.error({ err }, 'request failed');
+    addRetryAfter(err, reply);
     void reply.code(problem.status).type('application/problem+json').send(problem);
   });
   app.setNotFoundHandler((request, reply) => {
@@ -99,6 +141,12 @@ export function createApiApp(deps: ApiDependencies): FastifyInstance {
     void reply.code(problem.status).type('application/problem+json').send(problem);
   });
   app.addHook('onResponse', async (request, reply) => observeResponse(deps, request, reply));
+  // Login pages start logins and OIDC round trips: cheap to request, not free to serve.
+  app.addHook('onRequest', async (request) => {
+    if (request.url.startsWith('/register/') || request.url.startsWith('/oidc/')) {
+      enforce(rateLimits.loginPages.take(request.ip), 'login page requests from this address');
+    }
+  });
 
   app.get('/health', async (_request, reply) => {
     const report = await deps.health();
@@ -107,6 +155,11 @@ export function createApiApp(deps: ApiDependencies): FastifyInstance {
       .type('application/health+json')
       .send(report);
   });
+
+  if (deps.logins !== undefined) registerLoginPageRoute(app, deps.logins, deps.loginPage);
+
+  const openApi = JSON.stringify(openApiDocument({ version: deps.version ?? '0.1.0' }));
+  app.get('/api/v1/openapi.json', async (_request, reply) => reply.type('application/json').send(openApi));
 
   app.register(
     async (api) => {
@@ -117,11 +170,25 @@ export function createApiApp(deps: ApiDependencies): FastifyInstance {
       registerPreAuthKeyRoutes(api, context);
       registerNodeRoutes(api, context);
       registerApiKeyRoutes(api, context);
+      registerOAuthClientRoutes(api, context, deps.policy);
       if (deps.policy !== undefined) registerPolicyRoutes(api, context, deps.policy);
       if (deps.dns !== undefined) registerDnsRoutes(api, deps.dns);
+      if (deps.logins !== undefined) registerLoginRoutes(api, context, deps.logins);
     },
     { prefix: '/api/v1' },
   );
+  // Tailscale's API v2 subset, with its own credentials, scopes and error shape (src/api/v2).
+  registerApiV2(app, {
+    store: deps.store,
+    tailnet: deps.tailnet,
+    ...(deps.policy !== undefined ? { policy: deps.policy } : {}),
+    ...(deps.dns !== undefined ? { dns: deps.dns } : {}),
+    baseDomain: context.baseDomain,
+    now: context.now,
+    ...(deps.nodeKeyExpiryMs !== undefined ? { nodeKeyExpiryMs: deps.nodeKeyExpiryMs } : {}),
+    isLocalAdmin: deps.isLocalAdmin,
+    rateLimits,
+  });
   return app;
 }
 
@@ -137,27 +204,51 @@ async function authenticate(
   request: FastifyRequest,
 ): Promise<string> {
   if (deps.isLocalAdmin(request.raw)) return LOCAL_ADMIN;
-  const header = request.headers.authorization;
-  const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
-  if (!match?.[1]) {
+  const failures = context.rateLimits.authFailures;
+  enforce(failures.check(request.ip), 'failed authentications from this address');
+  const presented = presentedSecret(request.headers.authorization);
+  if (!presented.ok) {
+    if (presented.reason === 'malformed') failures.charge(request.ip);
     throw new WeftError(
       'UNAUTHENTICATED',
       'this endpoint needs an API key: send "Authorization: Bearer <key>" (create one with weft apikeys create)',
     );
   }
-  const key = await context.store.apiKeys.authenticate(match[1], context.now());
-  if (!key) throw new WeftError('UNAUTHENTICATED', 'the API key is unknown, malformed or expired');
+  const key = await context.store.apiKeys.authenticate(presented.secret, context.now());
+  if (!key) {
+    failures.charge(request.ip);
+    throw new WeftError('UNAUTHENTICATED', 'the API key is unknown, malformed or expired');
+  }
   return `apikey:${key.prefix}`;
 }
+
+/**
+ * The request target for the log: query values that can be secrets (an OIDC code or state, a token, a
+ * key) are replaced on every route, so a log shipped elsewhere cannot be replayed. Names stay.
+ */
+export function loggableUrl(url: string): string {
+  const query = url.indexOf('?');
+  if (query === -1) return url;
+  const params = new URLSearchParams(url.slice(query + 1));
+  for (const name of new Set(params.keys())) {
+    if (SECRET_QUERY.test(name)) params.set(name, '[redacted]');
+  }
+  return `${url.slice(0, query)}?${params.toString().replaceAll('%5Bredacted%5D', '[redacted]')}`;
+}
+
+const SECRET_QUERY = /code|state|token|key|secret|password|nonce|session|assertion/i;
 
 function observeResponse(deps: ApiDependencies, request: FastifyRequest, reply: FastifyReply): void {
   const route = request.routeOptions.url ?? 'unmatched';
   const seconds = reply.elapsedTime / 1000;
   deps.metrics?.httpRequests.inc({ method: request.method, route, status: String(reply.statusCode) });
   deps.metrics?.httpDuration.observe({ method: request.method, route }, seconds);
+  // Routes whose query carries secrets (the OIDC callback's authorization code) say so in their config.
+  const withoutQuery =
+    (request.routeOptions.config as { logWithoutQuery?: boolean }).logWithoutQuery === true;
   const line = {
     method: request.method,
-    url: request.url,
+    url: withoutQuery ? pathOf(request.url) : loggableUrl(request.url),
     status: reply.statusCode,
     ms: Math.round(reply.elapsedTime),
   };

@@ -11,6 +11,8 @@ import type {
   DnsJson,
   DnsSettingsJson,
   NodeJson,
+  OAuthClientJson,
+  PendingLoginJson,
   PolicyCheckJson,
   PolicyJson,
   PreAuthKeyJson,
@@ -121,6 +123,12 @@ export class ApiClient {
     return this.#call<{ node: NodeJson }>('POST', path, { routes }).then((r) => r.node);
   }
 
+  /** Device approval: lets a node that waits for it into the tailnet. */
+  approveNode(id: string): Promise<NodeJson> {
+    const path = `/api/v1/node/${encodeURIComponent(id)}/approve`;
+    return this.#call<{ node: NodeJson }>('POST', path).then((r) => r.node);
+  }
+
   setNodeTags(id: string, tags: string[]): Promise<NodeJson> {
     const path = `/api/v1/node/${encodeURIComponent(id)}/tags`;
     return this.#call<{ node: NodeJson }>('POST', path, { tags }).then((r) => r.node);
@@ -145,6 +153,25 @@ export class ApiClient {
     );
   }
 
+  listOAuthClients(): Promise<OAuthClientJson[]> {
+    return this.#call<{ oauthClients: OAuthClientJson[] }>('GET', '/api/v1/oauthclient').then(
+      (r) => r.oauthClients,
+    );
+  }
+
+  /** Creates an OAuth client; the answer holds its secret, the only time it is shown. */
+  createOAuthClient(body: {
+    scopes: string[];
+    tags: string[];
+    description?: string;
+  }): Promise<{ oauthClient: OAuthClientJson; secret: string }> {
+    return this.#call('POST', '/api/v1/oauthclient', body);
+  }
+
+  deleteOAuthClient(id: string): Promise<void> {
+    return this.#call('DELETE', `/api/v1/oauthclient/${encodeURIComponent(id)}`).then(() => undefined);
+  }
+
   getPolicy(): Promise<PolicyJson> {
     return this.#call<PolicyJson>('GET', '/api/v1/policy');
   }
@@ -166,6 +193,23 @@ export class ApiClient {
   /** Replaces the editable DNS settings (every field); connected clients get them at once. */
   setDns(settings: DnsSettingsJson): Promise<DnsJson> {
     return this.#call<DnsJson>('PUT', '/api/v1/dns', settings);
+  }
+
+  /** Interactive logins waiting to be completed. */
+  listPendingLogins(): Promise<PendingLoginJson[]> {
+    return this.#call<{ logins: PendingLoginJson[] }>('GET', '/api/v1/auth/pending').then((r) => r.logins);
+  }
+
+  /** Completes a pending login for the user (by name); the waiting client proceeds. */
+  completeLogin(authId: string, user: string): Promise<NodeJson> {
+    return this.#call<{ node: NodeJson }>('POST', '/api/v1/auth/register', { authId, user }).then(
+      (r) => r.node,
+    );
+  }
+
+  /** Rejects a pending login; the waiting client shows that it was rejected. */
+  rejectLogin(authId: string): Promise<void> {
+    return this.#call('POST', '/api/v1/auth/reject', { authId }).then(() => undefined);
   }
 
   #call<T>(

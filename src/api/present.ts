@@ -73,6 +73,7 @@ export function nodeJson(
     availableRoutes: available,
     approvedRoutes: [...node.approvedRoutes],
     subnetRoutes: [...exits, ...primaryRoutes].sort(),
+    authorized: node.authorized,
   };
 }
 

@@ -71,6 +71,8 @@ export interface NodeJson {
   approvedRoutes: string[];
   /** Routes the node serves now: approved and advertised exit routes, and subnets it is primary for. */
   subnetRoutes: string[];
+  /** False while the node waits for device approval (`node.device_approval`). */
+  authorized: boolean;
 }
 
 export interface ApiKeyJson {
@@ -216,3 +218,50 @@ export const expireNodeBody = z.strictObject({ expiry: z.union([timestamp, z.nul
 export const renameNodeParams = z.strictObject({ id: idSchema, newName: z.string().min(1) });
 
 export const createApiKeyBody = z.strictObject({ expiration: timestamp });
+
+// ---- interactive logins ----
+
+/** A login waiting to be completed (`GET /api/v1/auth/pending`); nothing in it is a secret. */
+export interface PendingLoginJson {
+  /** The id in the AuthURL (`/register/<id>`), for `weft auth register --auth-id`. */
+  id: string;
+  /** What the device calls itself (Hostinfo.Hostname). */
+  hostname: string;
+  os: string;
+  machineKey: string;
+  nodeKey: string;
+  createdAt: string;
+  expiresAt: string;
+}
+
+const loginId = z.string().min(1).max(200);
+
+/** Headscale's `POST /api/v1/auth/register`: the login id and the user's name. */
+export const authRegisterBody = z.strictObject({ authId: loginId, user: z.string().min(1).max(200) });
+
+/** Headscale's older `POST /api/v1/node/register?user=&key=`. */
+export const nodeRegisterQuery = z.strictObject({ user: z.string().min(1).max(200), key: loginId });
+
+export const authRejectBody = z.strictObject({ authId: loginId });
+
+/** An OAuth client as `/api/v1/oauthclient` lists it; the secret only in the answer that created it. */
+export interface OAuthClientJson {
+  /** The client id (the 12 hex digits inside its secret). */
+  id: string;
+  scopes: string[];
+  tags: string[];
+  description: string;
+  createdAt: string;
+  /** Who created it: `local admin`, `apikey:<prefix>` or `oauth:<client id>`. */
+  createdBy: string | null;
+}
+
+export const createOAuthClientBody = z.strictObject({
+  scopes: z.array(z.string().max(64)).min(1, 'give at least one scope').max(64),
+  tags: z.array(tag).max(64).default([]),
+  description: z.string().max(100).default(''),
+});
+
+export const clientIdParams = z.strictObject({
+  id: z.string().regex(/^[0-9a-f]{12}$/, 'must be an OAuth client id (12 hex digits)'),
+});

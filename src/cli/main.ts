@@ -8,8 +8,10 @@ import { ConfigError } from '../config/index.ts';
 import { PolicyError } from '../policy/index.ts';
 import { StartupError } from '../server/server.ts';
 import { apiKeysCommand } from './commands/apikeys.ts';
+import { authCommand } from './commands/auth.ts';
 import { dnsCommand } from './commands/dns.ts';
 import { nodesCommand } from './commands/nodes.ts';
+import { oauthClientsCommand } from './commands/oauthclients.ts';
 import { policyCommand } from './commands/policy.ts';
 import { preAuthKeysCommand } from './commands/preauthkeys.ts';
 import { routesCommand } from './commands/routes.ts';
@@ -41,8 +43,10 @@ export function buildProgram(): Command {
   program.addCommand(nodesCommand(connectFrom));
   program.addCommand(routesCommand(connectFrom));
   program.addCommand(apiKeysCommand(connectFrom));
+  program.addCommand(oauthClientsCommand(connectFrom));
   program.addCommand(policyCommand(connectFrom, (command) => isRemote(globalOptions(command))));
   program.addCommand(dnsCommand(connectFrom));
+  program.addCommand(authCommand(connectFrom));
   for (const command of program.commands) propagateSettings(command);
   return program as unknown as Command;
 }

@@ -53,6 +53,7 @@ export const ENV_TABLE = {
   WEFT_OIDC_CLIENT_SECRET_PATH: { path: 'oidc.client_secret_path', kind: 'string' },
   WEFT_EPHEMERAL_NODE_INACTIVITY_TIMEOUT: { path: 'ephemeral_node_inactivity_timeout', kind: 'string' },
   WEFT_NODE_EXPIRY: { path: 'node.expiry', kind: 'string' },
+  WEFT_NODE_DEVICE_APPROVAL: { path: 'node.device_approval', kind: 'boolean' },
   WEFT_LOG_LEVEL: { path: 'log.level', kind: 'string' },
   WEFT_LOG_FORMAT: { path: 'log.format', kind: 'string' },
 } as const satisfies Record<string, EnvBinding>;

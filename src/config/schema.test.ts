@@ -47,7 +47,7 @@ describe('defaults', () => {
       },
       policy: { mode: 'database' },
       ephemeral_node_inactivity_timeout: 30 * 60 * 1000,
-      node: { expiry: 0 },
+      node: { expiry: 0, device_approval: false },
       log: { level: 'info' },
     };
     assert.deepEqual(parse({}), expected);
@@ -470,13 +470,48 @@ describe('policy', () => {
 describe('oidc', () => {
   const oidc = { issuer: 'https://idp.example.com', client_id: 'weft' };
 
-  test('a minimal section gets empty allow-lists', () => {
+  test('a minimal section gets the defaults: PKCE S256, verified e-mail required, no allow-lists', () => {
     assert.deepEqual(parse({ oidc }).oidc, {
       ...oidc,
+      scope: ['openid', 'profile', 'email'],
+      extra_params: {},
+      pkce: { enabled: true, method: 'S256' },
       allowed_domains: [],
       allowed_users: [],
       allowed_groups: [],
+      email_verified_required: true,
+      use_expiry_from_token: false,
+      only_start_if_oidc_is_available: true,
+      policy_groups: false,
     });
+  });
+
+  test('scope must include openid', () => {
+    assertIssue(errorFor({ oidc: { ...oidc, scope: ['profile'] } }), 'oidc.scope', /must include openid/);
+    assert.deepEqual(parse({ oidc: { ...oidc, scope: ['openid', 'groups'] } }).oidc?.scope, [
+      'openid',
+      'groups',
+    ]);
+  });
+
+  test('extra_params cannot override the parameters weft sets', () => {
+    assert.deepEqual(parse({ oidc: { ...oidc, extra_params: { prompt: 'login' } } }).oidc?.extra_params, {
+      prompt: 'login',
+    });
+    assertIssue(
+      errorFor({ oidc: { ...oidc, extra_params: { state: 'x' } } }),
+      'oidc.extra_params.state',
+      /set by weft/,
+    );
+    assertIssue(
+      errorFor({ oidc: { ...oidc, extra_params: { 'a b': 'x' } } }),
+      'oidc.extra_params["a b"]',
+      /parameter name/,
+    );
+  });
+
+  test('pkce.method is S256 or plain', () => {
+    assertIssue(errorFor({ oidc: { ...oidc, pkce: { method: 'S512' } } }), 'oidc.pkce.method', /S256/);
   });
 
   test('issuer and client_id are required when the section is present', () => {

@@ -263,14 +263,59 @@ const issuerUrl = checkedString((text) => {
   return undefined;
 });
 
+/** Authorization request parameters weft sets itself; `extra_params` may not override them. */
+const OIDC_RESERVED_PARAMS = [
+  'client_id',
+  'redirect_uri',
+  'response_type',
+  'scope',
+  'state',
+  'nonce',
+  'code_challenge',
+  'code_challenge_method',
+];
+
+const oidcExtraParams = z
+  .record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'must be a plain parameter name'), z.string())
+  .superRefine((params, ctx) => {
+    for (const name of Object.keys(params)) {
+      if (OIDC_RESERVED_PARAMS.includes(name)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [name],
+          message: `${name} is set by weft and cannot be overridden`,
+        });
+      }
+    }
+  });
+
 const oidcSchema = z.strictObject({
   issuer: issuerUrl,
   client_id: nonEmptyString,
   /** Omitted for a public client (PKCE only). */
   client_secret_path: nonEmptyString.optional(),
+  scope: z
+    .array(nonEmptyString)
+    .refine((scopes) => scopes.includes('openid'), 'must include openid')
+    .default(() => ['openid', 'profile', 'email']),
+  /** Added to the authorization request, e.g. `{ prompt: select_account }`. */
+  extra_params: oidcExtraParams.default(() => ({})),
+  pkce: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      method: z.enum(['S256', 'plain']).default('S256'),
+    })
+    .prefault({}),
   allowed_domains: z.array(domainName).default(() => []),
   allowed_users: z.array(nonEmptyString).default(() => []),
   allowed_groups: z.array(nonEmptyString).default(() => []),
+  email_verified_required: z.boolean().default(true),
+  /** Node keys expire when the ID token does, instead of after node.expiry. */
+  use_expiry_from_token: z.boolean().default(false),
+  /** false: start anyway when discovery fails (CLI registration keeps working; OIDC retries at each login). */
+  only_start_if_oidc_is_available: z.boolean().default(true),
+  /** The `groups` claim of OIDC users becomes policy groups (`group:<name>`). */
+  policy_groups: z.boolean().default(false),
 });
 
 const logSchema = z.strictObject({
@@ -304,6 +349,8 @@ export const configSchema = z
       .strictObject({
         /** Default node key expiry in milliseconds; 0 = keys never expire (Headscale's default). */
         expiry: duration.prefault('0s'),
+        /** New devices wait for an admin's approval (`weft nodes approve`) before they join. */
+        device_approval: z.boolean().default(false),
       })
       .prefault({}),
     log: logSchema.prefault({}),

@@ -29,15 +29,18 @@ import type { MapSession } from '../mapper/session.ts';
 import { encodeEarlyPayload, encodeHandshakeError, NoiseConn, NoiseError, respond } from '../noise/index.ts';
 import type { Logger } from '../observe/logger.ts';
 import type { Metrics } from '../observe/metrics.ts';
+import type { PendingLogins } from '../state/logins.ts';
 import type { Tailnet } from '../state/tailnet.ts';
 import {
   MIN_SUPPORTED_CAPABILITY_VERSION,
   parseMapRequest,
   parseRegisterRequest,
+  type RegisterRequest,
   unsupportedVersionMessage,
 } from '../tailcfg/index.ts';
 import { WeftError } from '../types/errors.ts';
 import { MachinePublic, type PrivateKey } from '../types/keys.ts';
+import { type RateLimit, RateLimiter, retryAfterSeconds } from '../util/rate-limit.ts';
 import { BodyBudget, BodyError, readJson } from './body.ts';
 import { handleMap } from './map.ts';
 import { handleRegister } from './register.ts';
@@ -62,12 +65,28 @@ export interface ControlPlaneOptions {
   serverKey: PrivateKey<'mkey'>;
   log: Logger;
   metrics?: Metrics;
+  /** Interactive logins waiting to be completed (AuthURLs and their follow-up long polls). */
+  logins: PendingLogins;
+  /** What clients use as --login-server: AuthURLs are built on it. */
+  serverUrl: string;
+  /** Failed auth-key attempts and new interactive logins per remote address (defaults otherwise). */
+  registerLimit?: RateLimit;
 }
+
+/**
+ * Per remote address: 30 failed auth keys or new logins at once (an office behind one NAT
+ * onboarding), then one per 5 s, so one address holds at most ~200 of the 1024 pending logins. A
+ * registration that succeeds costs nothing, so a join storm through one NAT is never slowed; guessing
+ * keys or flooding logins is, and while an address waits, all its new registrations wait with it.
+ */
+export const DEFAULT_REGISTER_LIMIT: RateLimit = { burst: 30, perSecond: 0.2 };
 
 interface Peer {
   machineKey: MachinePublic;
   remote: string;
   bodies: BodyBudget;
+  /** Register requests held open on this connection (login follow-ups): it is not idle meanwhile. */
+  heldRegisters: number;
 }
 
 export class ControlPlane {
@@ -81,10 +100,12 @@ export class ControlPlane {
   readonly #sessions = new Set<ServerHttp2Session>();
   readonly #streams = new Map<number, MapSession>();
   #closing = false;
+  readonly #registerLimit: RateLimiter;
 
   constructor(options: ControlPlaneOptions) {
     this.#options = options;
     this.#log = options.log.child({ component: 'control' });
+    this.#registerLimit = new RateLimiter(options.registerLimit ?? DEFAULT_REGISTER_LIMIT);
   }
 
   /** The body of `GET /key?v=N`, or undefined when `v` is not a version number. */
@@ -188,6 +209,7 @@ export class ControlPlane {
       machineKey: MachinePublic.fromRaw(handshake.peerStatic),
       remote,
       bodies: new BodyBudget(),
+      heldRegisters: 0,
     };
     if (
       transport instanceof Object &&
@@ -240,8 +262,11 @@ export class ControlPlane {
   #serveHttp2(conn: NoiseConn, peer: Peer): void {
     const session = performServerHandshake(conn, { settings: H2_SETTINGS });
     this.#sessions.add(session);
-    // A connection with nothing going on is closed; a long poll is never idle (keep-alives < 60 s).
-    session.setTimeout(IDLE_SESSION_MS, () => session.close());
+    // A connection with nothing going on is closed; a map long poll is never idle (keep-alives < 60 s),
+    // and a login follow-up waits silently for minutes, so the connection stays while one is held.
+    session.setTimeout(IDLE_SESSION_MS, () => {
+      if (peer.heldRegisters === 0) session.close();
+    });
     session.on('stream', (stream, headers) => this.#route(stream, headers, peer));
     session.on('error', (err) => {
       if (err instanceof NoiseError) return; // a bad record: the Noise connection's handler counted it
@@ -290,12 +315,38 @@ export class ControlPlane {
 
   async #register(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: Peer): Promise<void> {
     const request = parseRegisterRequest(await readJson(stream, headers, peer.bodies));
-    const response = await handleRegister(request, {
-      tailnet: this.#options.tailnet,
-      log: this.#log.child({ remote: peer.remote }),
-      machineKey: peer.machineKey,
-    });
-    respondJson(stream, 200, response);
+    const address = addressOf(peer.remote);
+    const counted = mayCost(request, this.#options.tailnet);
+    if (counted) {
+      const decision = this.#registerLimit.check(address);
+      if (!decision.ok) {
+        this.#refused('rate-limited', { remote: peer.remote, reason: 'too many failed or new logins' });
+        return respondRateLimited(stream, decision);
+      }
+    }
+    // A login follow-up can wait for minutes; when the client goes away, the wait must end with it.
+    const gone = new AbortController();
+    const abort = () => gone.abort();
+    stream.once('close', abort);
+    if (stream.destroyed) abort();
+    peer.heldRegisters += 1;
+    try {
+      const response = await handleRegister(request, {
+        tailnet: this.#options.tailnet,
+        log: this.#log.child({ remote: peer.remote }),
+        machineKey: peer.machineKey,
+        logins: this.#options.logins,
+        serverUrl: this.#options.serverUrl,
+        signal: gone.signal,
+      });
+      if (counted && (response.Error !== undefined || response.AuthURL !== undefined)) {
+        this.#registerLimit.charge(address);
+      }
+      respondJson(stream, 200, response);
+    } finally {
+      peer.heldRegisters -= 1;
+      stream.off('close', abort);
+    }
   }
 
   async #map(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: Peer): Promise<void> {
@@ -345,6 +396,34 @@ function respondText(stream: ServerHttp2Stream, status: number, text: string): v
   }
   stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8' });
   stream.end(text === '' ? undefined : `${text}\n`);
+}
+
+/**
+ * Whether a register request can cost a token: one that tries an auth key, or starts or follows up an
+ * interactive login, for a node key weft does not know. Known nodes refreshing never count.
+ */
+function mayCost(request: RegisterRequest, tailnet: Tailnet): boolean {
+  if (request.NodeKey === undefined || tailnet.nodeByKey(request.NodeKey) !== undefined) return false;
+  return request.Expiry === undefined || request.Expiry.getTime() > tailnet.now().getTime();
+}
+
+/** `1.2.3.4:5678` → `1.2.3.4`; `[::1]:5678` or `::1:5678` → `::1`. */
+function addressOf(remote: string): string {
+  const colon = remote.lastIndexOf(':');
+  const host = colon === -1 ? remote : remote.slice(0, colon);
+  return host.replace(/^\[|\]$/g, '');
+}
+
+/** Clients with capability version 137 and newer wait Retry-After and say so; older ones back off. */
+function respondRateLimited(stream: ServerHttp2Stream, decision: { retryAfterMs: number }): void {
+  if (stream.destroyed || stream.closed) return;
+  const seconds = retryAfterSeconds(decision);
+  stream.respond({
+    ':status': 429,
+    'content-type': 'text/plain; charset=utf-8',
+    'retry-after': String(seconds),
+  });
+  stream.end(`too many failed or new logins from this address; retry in ${seconds} s\n`);
 }
 
 function respondJson(stream: ServerHttp2Stream, status: number, body: unknown): void {

@@ -8,11 +8,20 @@
  * The decision order follows the client's flows (docs/control-protocol.md §5.3):
  *   known node key  → logout (past Expiry) | expire sooner (future Expiry) | NodeKeyExpired | refresh
  *   unknown key     → pre-auth key (new node, or the same machine re-registering / rotating its key)
- *                   | no key: interactive login (a later step; for now a clear Error)
+ *                   | no key: interactive login — an AuthURL `<server_url>/register/<id>`, then the
+ *                     client's follow-up request (Followup = that URL) waits until an admin or OIDC
+ *                     completes the login, it is rejected, it expires (→ a fresh AuthURL) or the
+ *                     client goes away.
+ *
+ * A known node re-authenticates through the same login: `tailscale up --force-reauth`, `tailscale
+ * login` and a client whose key expired all send a brand-new node key with OldNodeKey = the current
+ * one (control/controlclient/direct.go `doLogin`, regen=true), which is an unknown key here; completing
+ * the login for the node's user finds the node by machine + user and gives it the new key and expiry.
  */
 import type { User } from '../db/records.ts';
 import { loginName, TAGGED_DEVICES_USER_ID } from '../mapper/node-view.ts';
 import type { Logger } from '../observe/logger.ts';
+import { isLoginId, type PendingLogin, type PendingLogins } from '../state/logins.ts';
 import { isExpired, type TailnetNode } from '../state/model.ts';
 import { type AuthKeyRejection, deniedTagsMessage, type Tailnet } from '../state/tailnet.ts';
 import {
@@ -32,13 +41,34 @@ export const AUTH_KEY_ERRORS: Record<AuthKeyRejection, string> = {
 
 export const WRONG_MACHINE_ERROR = 'this node key is registered to a different machine';
 
-export const NEEDS_AUTH_KEY_ERROR =
-  'this weft server needs a pre-auth key to log this device in: run `tailscale up --auth-key=<key>` with a key from `weft preauthkeys create`';
+export const SUPERSEDED_LOGIN_ERROR = 'a newer login from this device replaced this one';
+
+/** The path of a login page under server_url; the id follows. */
+export const LOGIN_PATH = '/register/';
 
 export interface RegisterContext {
   tailnet: Tailnet;
   log: Logger;
   machineKey: MachinePublic;
+  /** Interactive logins: created here, completed by an admin or OIDC. */
+  logins: PendingLogins;
+  /** What clients use as --login-server; AuthURLs are built on it. */
+  serverUrl: string;
+  /** Aborted when the request's stream closes: a follow-up stops waiting. */
+  signal: AbortSignal;
+}
+
+/** `<server_url>/register/<id>` (server_url may carry a path prefix). */
+export function loginUrl(serverUrl: string, id: string): string {
+  return `${serverUrl.replace(/\/+$/, '')}${LOGIN_PATH}${id}`;
+}
+
+/** The login id in a follow-up URL we issued, or undefined when it is not one of ours. */
+export function loginIdOf(followup: string, serverUrl: string): string | undefined {
+  const prefix = `${serverUrl.replace(/\/+$/, '')}${LOGIN_PATH}`;
+  if (!followup.startsWith(prefix)) return undefined;
+  const id = followup.slice(prefix.length);
+  return isLoginId(id) ? id : undefined;
 }
 
 function userAndLogin(tailnet: Tailnet, node: TailnetNode): Pick<RegisterResponse, 'User' | 'Login'> {
@@ -73,7 +103,7 @@ function userAndLogin(tailnet: Tailnet, node: TailnetNode): Pick<RegisterRespons
 }
 
 function loggedIn(tailnet: Tailnet, node: TailnetNode): RegisterResponse {
-  return { ...userAndLogin(tailnet, node), MachineAuthorized: true, NodeKeyExpired: false };
+  return { ...userAndLogin(tailnet, node), MachineAuthorized: node.authorized, NodeKeyExpired: false };
 }
 
 function keyExpired(tailnet: Tailnet, node: TailnetNode): RegisterResponse {
@@ -127,7 +157,12 @@ async function register(request: RegisterRequest, ctx: RegisterContext): Promise
     return { MachineAuthorized: false, NodeKeyExpired: true };
   }
   const authKey = request.Auth?.AuthKey;
-  if (authKey === undefined || authKey === '') return { Error: NEEDS_AUTH_KEY_ERROR };
+  if (authKey === undefined || authKey === '') {
+    const device = { nodeKey: request.NodeKey, hostinfo: request.Hostinfo ?? {} };
+    return request.Followup === ''
+      ? startLogin(device, request.Ephemeral, ctx)
+      : followUp(request.Followup, device, request.Ephemeral, ctx);
+  }
 
   const registration = await tailnet.registerWithAuthKey({
     machineKey,
@@ -184,4 +219,61 @@ async function registerKnown(
     await tailnet.setExpiry(node.id, expiry);
   }
   return loggedIn(tailnet, node);
+}
+
+type Device = Pick<PendingLogin, 'nodeKey' | 'hostinfo'>;
+
+/** A new pending login; the client shows the AuthURL ("To authenticate, visit: …"). */
+function startLogin(device: Device, ephemeral: boolean, ctx: RegisterContext): RegisterResponse {
+  let login: PendingLogin;
+  try {
+    login = ctx.logins.create({ machineKey: ctx.machineKey, ...device, ephemeral });
+  } catch (err) {
+    if (err instanceof WeftError && err.code === 'LOGINS_FULL') {
+      ctx.log.warn({ machine_key: ctx.machineKey }, 'login refused: too many logins are waiting');
+      return { Error: err.message };
+    }
+    throw err;
+  }
+  ctx.log.info(
+    { machine_key: ctx.machineKey, hostname: login.hostinfo.Hostname ?? '', expires: login.expiresAt },
+    'interactive login started',
+  );
+  return { AuthURL: loginUrl(ctx.serverUrl, login.id) };
+}
+
+/**
+ * The client waits on the AuthURL it was given. An id that is not (or no longer) pending for this
+ * device gets a fresh AuthURL: returning the old one again would only make the client back off.
+ */
+async function followUp(
+  followup: string,
+  device: Device,
+  ephemeral: boolean,
+  ctx: RegisterContext,
+): Promise<RegisterResponse> {
+  const id = loginIdOf(followup, ctx.serverUrl);
+  const waiting =
+    id === undefined
+      ? undefined
+      : ctx.logins.wait(id, { machineKey: ctx.machineKey, nodeKey: device.nodeKey }, ctx.signal);
+  if (waiting === undefined) return startLogin(device, ephemeral, ctx);
+  const outcome = await waiting;
+  switch (outcome.kind) {
+    case 'completed':
+      ctx.log.info(
+        { node: outcome.node.id, name: outcome.node.givenName, user: outcome.node.userId },
+        'interactive login completed',
+      );
+      return loggedIn(ctx.tailnet, outcome.node);
+    case 'rejected':
+      return { Error: outcome.reason };
+    case 'superseded':
+      return { Error: SUPERSEDED_LOGIN_ERROR };
+    case 'expired':
+      return startLogin(device, ephemeral, ctx);
+    case 'aborted':
+      // The request's stream is gone: nobody reads this, and a new login would only sit unused.
+      return { Error: 'the login request was cancelled' };
+  }
 }

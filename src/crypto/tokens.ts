@@ -3,6 +3,8 @@
  *
  *   weft-auth-<prefix>-<secret>     pre-auth key (`tailscale up --auth-key`)
  *   weft-api-<prefix>-<secret>      API key (`Authorization: Bearer`)
+ *   weft-client-<prefix>-<secret>   OAuth client secret (the prefix is the client id)
+ *   weft-oauth-<prefix>-<secret>    OAuth access token (API v2 `Authorization: Bearer`, 1 h)
  *
  * prefix: 12 lowercase hex digits, stored in clear and shown in listings so admins can name a key;
  * secret: 64 lowercase hex digits (256 random bits), stored only as its SHA-256. A slow password hash
@@ -10,11 +12,11 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 
-export type TokenKind = 'auth' | 'api';
+export type TokenKind = 'auth' | 'api' | 'client' | 'oauth';
 
 const PREFIX_BYTES = 6;
 const SECRET_BYTES = 32;
-const TOKEN_PATTERN = /^weft-(auth|api)-([0-9a-f]{12})-([0-9a-f]{64})$/;
+const TOKEN_PATTERN = /^weft-(auth|api|client|oauth)-([0-9a-f]{12})-([0-9a-f]{64})$/;
 
 export interface MintedToken {
   /** The whole secret text, shown to the admin once and never stored. */

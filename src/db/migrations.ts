@@ -142,11 +142,83 @@ const settings: MigrationStep = async (db, t) => {
     .execute();
 };
 
+/**
+ * OAuth clients (Tailscale's `keyType: "client"` keys) and the access tokens they mint, plus the
+ * description API v2 gives pre-auth keys. Secrets and
+ * tokens are stored only as hashes; tokens live in the database (not in memory) so that every replica
+ * accepts a token any replica issued. Deleting a client deletes its tokens with it.
+ */
+const oauthClients: MigrationStep = async (db, t) => {
+  await db.schema
+    .createTable('oauth_clients')
+    .addColumn('id', t.idType, t.id)
+    .addColumn('client_id', 'text', (c) => c.notNull().unique())
+    .addColumn('hash', 'text', (c) => c.notNull())
+    .addColumn('scopes', t.json, (c) => c.notNull())
+    .addColumn('tags', t.json, (c) => c.notNull())
+    .addColumn('description', 'text', (c) => c.notNull().defaultTo(''))
+    .addColumn('created_by', 'text')
+    .addColumn('created_at', t.timestamp, (c) => c.notNull())
+    .execute();
+
+  await db.schema
+    .createTable('oauth_tokens')
+    .addColumn('id', t.idType, t.id)
+    .addColumn('prefix', 'text', (c) => c.notNull().unique())
+    .addColumn('hash', 'text', (c) => c.notNull())
+    .addColumn('client_id', t.reference, (c) =>
+      c.notNull().references('oauth_clients.id').onDelete('cascade'),
+    )
+    .addColumn('scopes', t.json, (c) => c.notNull())
+    .addColumn('tags', t.json, (c) => c.notNull())
+    .addColumn('expires_at', t.timestamp, (c) => c.notNull())
+    .addColumn('created_at', t.timestamp, (c) => c.notNull())
+    .execute();
+  await db.schema.createIndex('oauth_tokens_client_id').on('oauth_tokens').column('client_id').execute();
+  await db.schema.createIndex('oauth_tokens_expires_at').on('oauth_tokens').column('expires_at').execute();
+
+  // API v2 keys carry a description (Terraform's tailnet_key reads it back), so pre-auth keys keep one.
+  await db.schema
+    .alterTable('pre_auth_keys')
+    .addColumn('description', 'text', (c) => c.notNull().defaultTo(''))
+    .execute();
+};
+
+/**
+ * Device approval (`node.device_approval`): whether an admin let each node in (nodes that exist
+ * already were in, so they stay authorized), and pre-auth keys that let their nodes in at once
+ * (Tailscale's `preauthorized` key capability).
+ */
+const deviceApproval: MigrationStep = async (db, t) => {
+  await db.schema
+    .alterTable('nodes')
+    .addColumn('authorized', t.bool, (c) => c.notNull().defaultTo(true))
+    .execute();
+  await db.schema
+    .alterTable('pre_auth_keys')
+    .addColumn('preauthorized', t.bool, (c) => c.notNull().defaultTo(false))
+    .execute();
+};
+
+/**
+ * The `groups` claim of OIDC users (JSON array of strings; `[]` for everyone else), kept only with
+ * `oidc.policy_groups`: the policy then counts them as members of the groups it declares.
+ */
+const userGroups: MigrationStep = async (db) => {
+  await db.schema
+    .alterTable('users')
+    .addColumn('groups', 'text', (c) => c.notNull().defaultTo('[]'))
+    .execute();
+};
+
 /** Ordered by name; append only. */
 const MIGRATIONS: ReadonlyArray<[name: string, up: MigrationStep]> = [
   ['0001_initial_schema', initialSchema],
   ['0002_policy_author', policyAuthor],
   ['0003_settings', settings],
+  ['0004_device_approval', deviceApproval],
+  ['0005_user_groups', userGroups],
+  ['0006_oauth_clients', oauthClients],
 ];
 
 export const MIGRATION_NAMES: readonly string[] = MIGRATIONS.map(([name]) => name);

@@ -13,6 +13,8 @@ export interface User {
   profilePicUrl: string;
   createdAt: Date;
   updatedAt: Date;
+  /** The identity provider's groups (oidc.policy_groups), policy groups' extra members; [] otherwise. */
+  groups: string[];
 }
 
 export type RegisterMethod = 'authkey' | 'cli' | 'oidc';
@@ -39,6 +41,8 @@ export interface Node {
   approvedRoutes: string[];
   createdAt: Date;
   updatedAt: Date;
+  /** An admin let the node in; false only while it waits for device approval. */
+  authorized: boolean;
 }
 
 export interface PreAuthKey {
@@ -51,6 +55,10 @@ export interface PreAuthKey {
   tags: string[];
   expiration: Date;
   createdAt: Date;
+  /** Free text given when the key was created through API v2; '' otherwise. */
+  description: string;
+  /** Nodes registered with this key skip device approval (Tailscale's `preauthorized`). */
+  preauthorized: boolean;
 }
 
 export interface ApiKey {
@@ -66,6 +74,30 @@ export interface PolicyVersion {
   data: string;
   /** Who set it; null for versions written before authors were recorded. */
   author: string | null;
+  createdAt: Date;
+}
+
+export interface OAuthClient {
+  id: number;
+  /** The public client id (`client_id` in the token request; also inside the secret's text). */
+  clientId: string;
+  scopes: string[];
+  /** Tags the client's tokens may put on the auth keys they create. */
+  tags: string[];
+  description: string;
+  createdBy: string | null;
+  createdAt: Date;
+}
+
+/** A valid access token and what it grants (narrowed from its client's grant when it was minted). */
+export interface OAuthToken {
+  id: number;
+  prefix: string;
+  /** The client's public id. */
+  clientId: string;
+  scopes: string[];
+  tags: string[];
+  expiresAt: Date;
   createdAt: Date;
 }
 

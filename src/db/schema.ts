@@ -11,6 +11,8 @@ import type { ColumnType, Generated } from 'kysely';
 export type Timestamp = ColumnType<Date | string, Date, Date>;
 export type NullableTimestamp = ColumnType<Date | string | null, Date | null, Date | null>;
 export type Bool = ColumnType<boolean | number, boolean, boolean>;
+/** A boolean column with a default: may be left out on insert. */
+export type DefaultedBool = ColumnType<boolean | number, boolean | undefined, boolean>;
 export type Json = ColumnType<unknown, string, string>;
 
 export interface UsersTable {
@@ -25,6 +27,8 @@ export interface UsersTable {
   profile_pic_url: string;
   created_at: Timestamp;
   updated_at: Timestamp;
+  /** JSON array: the OIDC `groups` claim with oidc.policy_groups, else `[]`. */
+  groups: Generated<string>;
 }
 
 export interface NodesTable {
@@ -51,6 +55,8 @@ export interface NodesTable {
   approved_routes: Json;
   created_at: Timestamp;
   updated_at: Timestamp;
+  /** An admin let the node in (always true unless node.device_approval is on). */
+  authorized: DefaultedBool;
 }
 
 export interface PreAuthKeysTable {
@@ -64,6 +70,10 @@ export interface PreAuthKeysTable {
   tags: Json;
   expiration: Timestamp;
   created_at: Timestamp;
+  /** Free text from API v2 (`description`); '' otherwise. */
+  description: Generated<string>;
+  /** Nodes registered with this key skip device approval. */
+  preauthorized: DefaultedBool;
 }
 
 export interface ApiKeysTable {
@@ -89,6 +99,31 @@ export interface SettingsTable {
   updated_at: Timestamp;
 }
 
+/** An OAuth client: `client_id` is public (in the secret's text too), `hash` the secret's SHA-256. */
+export interface OAuthClientsTable {
+  id: Generated<number>;
+  client_id: string;
+  hash: string;
+  scopes: Json;
+  tags: Json;
+  description: string;
+  /** Who created it: `local admin`, `apikey:<prefix>` or `oauth:<client id>`. */
+  created_by: string | null;
+  created_at: Timestamp;
+}
+
+/** An access token minted by an OAuth client (client credentials grant); `hash` of its secret part. */
+export interface OAuthTokensTable {
+  id: Generated<number>;
+  prefix: string;
+  hash: string;
+  client_id: number;
+  scopes: Json;
+  tags: Json;
+  expires_at: Timestamp;
+  created_at: Timestamp;
+}
+
 export interface Database {
   users: UsersTable;
   nodes: NodesTable;
@@ -96,4 +131,6 @@ export interface Database {
   api_keys: ApiKeysTable;
   policies: PoliciesTable;
   settings: SettingsTable;
+  oauth_clients: OAuthClientsTable;
+  oauth_tokens: OAuthTokensTable;
 }

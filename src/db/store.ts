@@ -7,6 +7,7 @@ import { type Dialect, migrateToLatest, pingDatabase } from './migrations.ts';
 import { createPostgresDialect } from './postgres.ts';
 import { ApiKeyRepository } from './repos/apikeys.ts';
 import { NodeRepository } from './repos/nodes.ts';
+import { OAuthRepository } from './repos/oauth.ts';
 import { PolicyRepository } from './repos/policies.ts';
 import { PreAuthKeyRepository } from './repos/preauthkeys.ts';
 import { SettingsRepository } from './repos/settings.ts';
@@ -24,6 +25,7 @@ export class Repositories {
   readonly apiKeys: ApiKeyRepository;
   readonly policies: PolicyRepository;
   readonly settings: SettingsRepository;
+  readonly oauth: OAuthRepository;
 
   constructor(db: Kysely<Database>) {
     this.users = new UserRepository(db);
@@ -32,6 +34,7 @@ export class Repositories {
     this.apiKeys = new ApiKeyRepository(db);
     this.policies = new PolicyRepository(db);
     this.settings = new SettingsRepository(db);
+    this.oauth = new OAuthRepository(db);
   }
 }
 

@@ -67,7 +67,8 @@ function baseNode(node: TailnetNode, baseDomain: string, now: Date): WireNode {
     AllowedIPs: ips,
     HomeDERP: homeDerpOf(node.hostinfo),
     Created: node.createdAt.toISOString(),
-    MachineAuthorized: true,
+    // False while the node waits for device approval: its client shows that it needs approval.
+    MachineAuthorized: node.authorized,
   };
   if (node.discoKey !== '') wire.DiscoKey = node.discoKey;
   if (node.expiry !== null) wire.KeyExpiry = node.expiry.toISOString();

@@ -16,12 +16,25 @@ export type PolicyImpact = 'none' | 'incremental' | 'structural';
 
 /**
  * What of a node the policy reads; when this text changes, visibility may change for anyone. The
- * primary routes count too: a failover moves a route from one router's AllowedIPs to another's.
+ * primary routes count too: a failover moves a route from one router's AllowedIPs to another's, and
+ * so does device approval: an unauthorized node is left out of the policy's tailnet.
  */
 function fingerprint(tailnet: Tailnet, node: TailnetNode): string {
   const p = policyNode(node);
   const primary = tailnet.primaryRoutesOf(node.id);
-  return JSON.stringify([p.ipv4, p.ipv6, p.userId, p.tags, p.advertisedRoutes, p.approvedRoutes, primary]);
+  // The owner's name, e-mail and identity-provider groups decide which user and group aliases match.
+  const owner = p.userId === null ? undefined : tailnet.user(p.userId);
+  return JSON.stringify([
+    p.ipv4,
+    p.ipv6,
+    p.userId,
+    owner === undefined ? null : [owner.name, owner.email, owner.groups],
+    p.tags,
+    p.advertisedRoutes,
+    p.approvedRoutes,
+    primary,
+    node.authorized,
+  ]);
 }
 
 export class PolicyView {

@@ -12,6 +12,11 @@ export interface PolicyUser {
   name: string;
   /** Empty when the user has none. */
   email: string;
+  /**
+   * Groups an identity provider put the user in (oidc.policy_groups): membership in `group:<name>`
+   * when the policy declares that group, on top of the members the policy lists.
+   */
+  groups?: readonly string[];
 }
 
 export interface PolicyNode {

@@ -51,9 +51,7 @@ export function deniedTags(
       if (owner.kind === 'user')
         return resolver.usersMatching(owner.login).some((u) => u.id === requester.userId);
       if (owner.kind === 'group')
-        return (policy.groups.get(owner.name) ?? []).some((login) =>
-          resolver.usersMatching(login).some((u) => u.id === requester.userId),
-        );
+        return resolver.groupMembers(owner.name).some((u) => u.id === requester.userId);
       return false;
     });
   };

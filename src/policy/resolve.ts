@@ -207,11 +207,10 @@ export class Resolver {
         return this.#index.users
           .filter((u) => u.email.endsWith(`@${alias.domain}`))
           .flatMap((u) => this.#index.userNodes.get(u.id) ?? []);
-      case 'group': {
-        const members = this.#policy.groups.get(alias.name) ?? [];
-        const users = new Set(members.flatMap((login) => this.usersMatching(login)));
-        return [...users].flatMap((u) => this.#index.userNodes.get(u.id) ?? []).sort((a, b) => a.id - b.id);
-      }
+      case 'group':
+        return this.groupMembers(alias.name)
+          .flatMap((u) => this.#index.userNodes.get(u.id) ?? [])
+          .sort((a, b) => a.id - b.id);
       case 'autogroup':
         return this.#index.nodes.filter((n) => this.#autogroup(alias.name).nodes.has(n.id));
       case 'wildcard':
@@ -219,6 +218,19 @@ export class Resolver {
       case 'ip':
         return this.#index.nodes.filter((n) => n.ips.some((ip) => covers(alias.range, ip)));
     }
+  }
+
+  /**
+   * The users in a declared group: those its policy entry lists, plus those an identity provider
+   * placed in a group of the same name (`group:eng` ← IdP group `eng`). Undeclared groups have none.
+   */
+  groupMembers(group: string): PolicyUser[] {
+    const listed = this.#policy.groups.get(group);
+    if (listed === undefined) return [];
+    const idpName = group.slice('group:'.length);
+    const members = new Set(listed.flatMap((login) => this.usersMatching(login)));
+    for (const user of this.#index.users) if (user.groups?.includes(idpName)) members.add(user);
+    return [...members];
   }
 
   /** Users an email-like alias names: by email, or `name@` for users without one. */

@@ -17,7 +17,8 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { createApiApp } from '../api/app.ts';
+import { apiRoutes, createApiApp } from '../api/app.ts';
+import { oidcLoginPage, registerOidcRoutes } from '../auth/routes.ts';
 import { type Config, parseHostPort, redactConfig } from '../config/index.ts';
 import { redactUrlSecrets } from '../config/redact.ts';
 import { ControlPlane } from '../control/plane.ts';
@@ -33,9 +34,11 @@ import { PolicyView } from '../mapper/policy-view.ts';
 import type { Logger } from '../observe/logger.ts';
 import { createMetrics, type Metrics } from '../observe/metrics.ts';
 import { DnsSettingsStore } from '../state/dns.ts';
+import { PendingLogins, type PendingLoginsOptions } from '../state/logins.ts';
 import { PolicyStore, policyTailnet, tailnetPolicy } from '../state/policy.ts';
 import { Tailnet, type TailnetOptions } from '../state/tailnet.ts';
 import { WeftError } from '../types/errors.ts';
+import type { RateLimit } from '../util/rate-limit.ts';
 import { openAdminSocket } from './admin-socket.ts';
 import { lockDataDir } from './data-dir-lock.ts';
 import { type EmbeddedDerp, registerDerpRoutes, registerVerifyRoute, startEmbeddedDerp } from './derp.ts';
@@ -43,6 +46,7 @@ import { loadDerpMap } from './derp-map.ts';
 import { StartupError } from './errors.ts';
 import { databaseHealthCheck } from './health.ts';
 import { closeServer, listen } from './listen.ts';
+import { forgetGroupsUnlessEnabled, startOidc } from './oidc.ts';
 import { loadOrCreateServerKey } from './server-key.ts';
 
 export { StartupError } from './errors.ts';
@@ -63,8 +67,12 @@ export interface RunningServer {
   readonly store: Store;
   readonly tailnet: Tailnet;
   readonly policy: PolicyStore;
+  /** Interactive logins waiting to be completed. */
+  readonly logins: PendingLogins;
   /** The embedded DERP relay, when derp.server.enabled. */
   readonly derp: EmbeddedDerp | undefined;
+  /** Every HTTP route served, as "METHOD /path" (tests compare the API's with its OpenAPI document). */
+  readonly routes: readonly string[];
   close(): Promise<void>;
 }
 
@@ -116,6 +124,9 @@ class Teardown {
 export interface ServerTuning {
   broadcaster?: Partial<Omit<BroadcasterOptions, 'log'>>;
   tailnet?: Pick<TailnetOptions, 'offlineGraceMs' | 'writeBehindMs'>;
+  logins?: Pick<PendingLoginsOptions, 'ttlMs' | 'maxEntries'>;
+  /** Failed auth keys and new logins per address on /machine/register (tests that start many logins). */
+  registerLimit?: RateLimit;
 }
 
 export async function startServer(
@@ -152,12 +163,13 @@ async function assemble(
   const tls = await readTls(config);
   const store = await openDatabase(config, log);
   teardown.add(() => store.close());
+  await forgetGroupsUnlessEnabled(config, store, log);
   // Registered after the store, so on stop admin requests drain before the database closes.
   const admin = await openAdminSocket(config.data_dir);
   teardown.add(() => closeServer(admin.server));
 
   const metrics = createMetrics();
-  const { tailnet, policy, dns, control, derp } = await startControlPlane(config, {
+  const { tailnet, policy, dns, control, derp, logins } = await startControlPlane(config, {
     store,
     log,
     metrics,
@@ -166,6 +178,9 @@ async function assemble(
     tlsCert: tls?.cert,
   });
 
+  // Before the listener opens: an unavailable provider may stop start-up.
+  const oidc = await startOidc(config, { store, tailnet, logins, log });
+
   const app = createApiApp({
     ...(tls !== undefined ? { https: tls } : {}),
     store,
@@ -173,11 +188,15 @@ async function assemble(
     policy,
     dns,
     baseDomain: config.dns.base_domain,
+    nodeKeyExpiryMs: config.node.expiry,
     logger: log,
     metrics,
     health: databaseHealthCheck(store, log),
     isLocalAdmin: admin.isLocal,
+    logins,
+    ...(oidc !== undefined ? { loginPage: oidcLoginPage(oidc) } : {}),
   });
+  if (oidc !== undefined) registerOidcRoutes(app, oidc);
   app.get('/key', (request, reply) => {
     const body = control.keyResponse(request.query as { v?: unknown });
     if (body === undefined)
@@ -238,7 +257,9 @@ async function assemble(
     store,
     tailnet,
     policy,
+    logins,
     derp,
+    routes: apiRoutes(app),
     close: () => teardown.run(log),
   };
   log.info(
@@ -278,6 +299,7 @@ async function startControlPlane(
   dns: DnsSettingsStore;
   control: ControlPlane;
   derp: EmbeddedDerp | undefined;
+  logins: PendingLogins;
 }> {
   const serverKey = await loadOrCreateServerKey(config.data_dir);
   const tailnet = await Tailnet.load({
@@ -286,6 +308,7 @@ async function startControlPlane(
     prefixes: config.prefixes,
     ephemeralInactivityMs: config.ephemeral_node_inactivity_timeout,
     keyExpiryMs: config.node.expiry,
+    deviceApproval: config.node.device_approval,
     ...tuning.tailnet,
   });
   teardown.add(() => tailnet.close());
@@ -330,14 +353,27 @@ async function startControlPlane(
       .applyAutoApprovals()
       .catch((err: unknown) => log.error({ err }, 'could not apply autoApprovers after a policy change'));
   });
-  const control = new ControlPlane({ tailnet, broadcaster, serverKey, log, metrics });
+  const logins = new PendingLogins({ registrar: tailnet, ...tuning.logins });
+  // Registered before the control plane's own close, so it runs after it: by then every follow-up
+  // stream is gone and this only clears the expiry timers.
+  teardown.add(async () => logins.close());
+  const control = new ControlPlane({
+    tailnet,
+    broadcaster,
+    serverKey,
+    log,
+    metrics,
+    logins,
+    serverUrl: config.server_url,
+    ...(tuning.registerLimit !== undefined ? { registerLimit: tuning.registerLimit } : {}),
+  });
   metrics.observeTailnet(() => {
     let online = 0;
     for (const node of tailnet.nodes()) if (node.online) online += 1;
     return { nodes: tailnet.size, online, streams: broadcaster.sessionCount };
   });
   if (derp !== undefined) metrics.observeDerp(() => derp.server.stats);
-  return { tailnet, policy, dns, control, derp };
+  return { tailnet, policy, dns, control, derp, logins };
 }
 
 async function openPolicy(config: Config, store: Store, tailnet: Tailnet, log: Logger): Promise<PolicyStore> {

@@ -16,6 +16,7 @@ import { type FSWatcher, watch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import type { PolicyConfig } from '../config/index.ts';
+import type { User } from '../db/records.ts';
 import type { PolicyRepository } from '../db/repos/policies.ts';
 import type { Logger } from '../observe/logger.ts';
 import {
@@ -28,6 +29,7 @@ import {
   PolicyError,
   type PolicyNode,
   type PolicyTailnet,
+  type PolicyUser,
   parsePolicy,
 } from '../policy/index.ts';
 import { WeftError } from '../types/errors.ts';
@@ -70,6 +72,11 @@ export function policyEtag(text: string): string {
   return `"${createHash('sha256').update(text).digest('hex').slice(0, 32)}"`;
 }
 
+/** What the policy engine reads of a user (groups: from the identity provider, oidc.policy_groups). */
+export function policyUser(user: User): PolicyUser {
+  return { id: user.id, name: user.name, email: user.email, groups: user.groups };
+}
+
 /** What the policy engine reads of a node. */
 export function policyNode(node: TailnetNode): PolicyNode {
   return {
@@ -84,9 +91,11 @@ export function policyNode(node: TailnetNode): PolicyNode {
 }
 
 export function policyTailnet(tailnet: Tailnet): PolicyTailnet {
-  const users = [...tailnet.users()].map((u) => ({ id: u.id, name: u.name, email: u.email }));
+  const users = [...tailnet.users()].map(policyUser);
   // A copy: the tailnet re-elects primaries in place, a compiled policy must keep its own snapshot.
-  return { users, nodes: [...tailnet.nodes()].map(policyNode), primaries: new Map(tailnet.primaries()) };
+  // A node waiting for device approval is not part of the tailnet yet: it relates to no one.
+  const nodes = [...tailnet.nodes()].filter((node) => node.authorized).map(policyNode);
+  return { users, nodes, primaries: new Map(tailnet.primaries()) };
 }
 
 /**
@@ -95,7 +104,7 @@ export function policyTailnet(tailnet: Tailnet): PolicyTailnet {
  * is an approver only needs the node itself, so neither walks every node of a large tailnet.
  */
 export function tailnetPolicy(tailnet: Tailnet, current: () => Policy): TailnetPolicy {
-  const users = () => [...tailnet.users()].map((u) => ({ id: u.id, name: u.name, email: u.email }));
+  const users = () => [...tailnet.users()].map(policyUser);
   return {
     tagsFor(owner, requested) {
       const policy = current();

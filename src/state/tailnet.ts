@@ -41,6 +41,8 @@ export interface TailnetOptions {
   ephemeralInactivityMs: number;
   /** How long a node key is valid after (re-)registration; 0 or absent = never expires. */
   keyExpiryMs?: number;
+  /** New nodes wait for an admin's approval (setAuthorized) unless their pre-auth key is preauthorized. */
+  deviceApproval?: boolean;
   /** A node whose last stream ended is reported offline only after this grace period (a reconnect cancels it). */
   offlineGraceMs?: number;
   /** How long map-request updates wait before they are written to the database together. */
@@ -112,18 +114,35 @@ export function deniedTagsMessage(denied: readonly string[]): string {
   return `requested tags [${denied.join(' ')}] are invalid or not permitted`;
 }
 
+/** Whose node a pre-auth key makes: its user's, or (a tagged key) the machine's tagged node. */
+function keyOwner(key: PreAuthKey): { userId: number | null; tagged: boolean } {
+  return { userId: key.userId, tagged: key.tags.length > 0 };
+}
+
 function requestedTags(hostinfo: Hostinfo): string[] {
   const tags = hostinfo.RequestTags;
   return Array.isArray(tags) ? tags.filter((t): t is string => typeof t === 'string') : [];
 }
 
-export interface AuthKeyRegistration {
+/** What every registration knows of the device: its keys and what it reported. */
+interface DeviceRegistration {
   machineKey: MachinePublic;
   nodeKey: NodePublic;
-  authKey: string;
   hostinfo: Hostinfo;
   /** The client asked for an ephemeral node (tailscaled --state=mem:). */
   ephemeral: boolean;
+}
+
+export interface AuthKeyRegistration extends DeviceRegistration {
+  authKey: string;
+}
+
+/** An interactive login finished by an admin (`weft nodes register`) or through OIDC. */
+export interface UserRegistration extends DeviceRegistration {
+  userId: number;
+  method: 'cli' | 'oidc';
+  /** The key's expiry: absent = the configured lifetime, null = never. */
+  expiry?: Date | null;
 }
 
 export type Registration =
@@ -132,8 +151,11 @@ export type Registration =
   /** The key's tags or the client's requested tags are not defined, or not the owner's to apply. */
   | { ok: false; reason: 'tags'; denied: string[] };
 
-/** Who owns a node and how it was authorised: what a pre-auth key decides. */
-type Ownership = Pick<TailnetNode, 'userId' | 'tags' | 'ephemeral' | 'authKeyId' | 'expiry'>;
+/** Who owns a node and how it was authorised: what a pre-auth key or a login decides. */
+type Ownership = Pick<
+  TailnetNode,
+  'userId' | 'tags' | 'ephemeral' | 'authKeyId' | 'expiry' | 'registerMethod' | 'authorized'
+>;
 
 /** What a map request may update; absent fields are unchanged. */
 export interface MapUpdate {
@@ -167,6 +189,7 @@ export class Tailnet {
   readonly #ephemeralInactivityMs: number;
   readonly #writeBehindMs: number;
   readonly #keyExpiryMs: number;
+  readonly #deviceApproval: boolean;
   readonly #allocator: AddressAllocator;
   readonly #nodes = new Map<number, TailnetNode>();
   readonly #byNodeKey = new Map<NodePublic, TailnetNode>();
@@ -193,6 +216,7 @@ export class Tailnet {
     this.#ephemeralInactivityMs = options.ephemeralInactivityMs;
     this.#writeBehindMs = options.writeBehindMs ?? DEFAULT_WRITE_BEHIND_MS;
     this.#keyExpiryMs = options.keyExpiryMs ?? 0;
+    this.#deviceApproval = options.deviceApproval ?? false;
     const used = nodes.flatMap((n) => [n.ipv4, n.ipv6]).filter((ip): ip is string => ip !== null);
     this.#allocator = new AddressAllocator(options.prefixes, used);
     for (const user of users) this.#users.set(user.id, user);
@@ -295,16 +319,12 @@ export class Tailnet {
       if (check.ok) key = check.key;
       else if (
         check.reason === 'used' &&
-        this.#identityNode(request.machineKey, check.key)?.authKeyId === check.key.id
+        this.#identityNode(request.machineKey, keyOwner(check.key))?.authKeyId === check.key.id
       )
         key = check.key;
       else return { ok: false, reason: check.reason };
 
-      const clash = this.#byNodeKey.get(request.nodeKey);
-      if (clash !== undefined && clash.machineKey !== request.machineKey) {
-        throw new WeftError('BAD_REQUEST', 'this node key is registered to a different machine');
-      }
-      const existing = clash ?? this.#identityNode(request.machineKey, key);
+      const existing = this.#sameKeyNode(request) ?? this.#identityNode(request.machineKey, keyOwner(key));
       const reRun = existing?.authKeyId === key.id;
       if (key.userId !== null) await this.#loadUser(key.userId);
       const decided = this.#policy?.tagsFor(
@@ -318,24 +338,98 @@ export class Tailnet {
         ephemeral: key.ephemeral || request.ephemeral,
         authKeyId: key.id,
         expiry: this.#keyExpiry(decided.tags, now),
+        registerMethod: 'authkey',
+        authorized: this.#authorized(existing) || key.preauthorized,
       };
       // Using up the key and writing the node are one transaction: a failed write leaves the key usable.
       const useKey = async (repos: Repositories) => reRun || (await repos.preAuthKeys.consume(key.id));
-      if (existing !== undefined) {
-        const node = await this.#reauthenticate(existing, request, ownership, useKey);
-        return node === undefined ? { ok: false, reason: 'used' } : { ok: true, node, created: false };
-      }
-      const node = await this.#create(request, ownership, now, useKey);
-      return node === undefined ? { ok: false, reason: 'used' } : { ok: true, node, created: true };
+      const result = await this.#register(request, ownership, existing, now, useKey);
+      return result === undefined ? { ok: false, reason: 'used' } : { ok: true, ...result };
     });
   }
 
-  /** The node this machine already has for the key's owner, if any (Headscale's identity rule). */
-  #identityNode(machineKey: MachinePublic, key: PreAuthKey): TailnetNode | undefined {
-    const tagged = key.tags.length > 0;
+  /**
+   * Registers `nodeKey` for a user who finished an interactive login. The same rules as for pre-auth
+   * keys: a machine that already has a node of this owner keeps it (same id, addresses and name) with
+   * the new key and a new expiry; tags the client requests (`--advertise-tags`) must be the user's to
+   * apply under tagOwners, and make the node a tagged one. Throws USER_NOT_FOUND, or BAD_REQUEST with
+   * Tailscale's words for tags the user may not apply.
+   */
+  registerForUser(request: UserRegistration): Promise<{ node: TailnetNode; created: boolean }> {
+    return this.#serial.run(async () => {
+      const now = this.#now();
+      const user = await this.#store.users.findById(request.userId);
+      if (user === undefined)
+        throw new WeftError('USER_NOT_FOUND', `there is no user with id ${request.userId}`);
+      this.#users.set(user.id, user);
+      const decided = this.#policy?.tagsFor(
+        { userId: user.id, keyTags: [] },
+        requestedTags(request.hostinfo),
+      ) ?? { tags: [] };
+      if ('denied' in decided) throw new WeftError('BAD_REQUEST', deniedTagsMessage(decided.denied));
+      const tagged = decided.tags.length > 0;
+      const existing =
+        this.#sameKeyNode(request) ?? this.#identityNode(request.machineKey, { userId: user.id, tagged });
+      const ownership: Ownership = {
+        userId: tagged ? null : user.id,
+        tags: decided.tags,
+        ephemeral: request.ephemeral,
+        authKeyId: null,
+        expiry: request.expiry === undefined ? this.#keyExpiry(decided.tags, now) : request.expiry,
+        registerMethod: request.method,
+        authorized: this.#authorized(existing),
+      };
+      const result = await this.#register(request, ownership, existing, now, async () => true);
+      // Only a pre-auth key can be used up meanwhile; a login has nothing that could refuse the write.
+      if (result === undefined) throw new Error('registration was refused without a reason');
+      return result;
+    });
+  }
+
+  /**
+   * Whether a registering node is let in: a node that logs in again keeps its approval (or its lack
+   * of one); a new node is in unless device approval is on.
+   */
+  #authorized(existing: TailnetNode | undefined): boolean {
+    return existing?.authorized ?? !this.#deviceApproval;
+  }
+
+  /** Re-authenticates `existing` or creates a node; undefined when `authorise` refused the write. */
+  async #register(
+    request: DeviceRegistration,
+    ownership: Ownership,
+    existing: TailnetNode | undefined,
+    now: Date,
+    authorise: (repos: Repositories) => Promise<boolean>,
+  ): Promise<{ node: TailnetNode; created: boolean } | undefined> {
+    if (existing !== undefined) {
+      const node = await this.#reauthenticate(existing, request, ownership, authorise);
+      return node === undefined ? undefined : { node, created: false };
+    }
+    const node = await this.#create(request, ownership, now, authorise);
+    return node === undefined ? undefined : { node, created: true };
+  }
+
+  /** The node already registered with this node key; throws when another machine holds the key. */
+  #sameKeyNode(request: DeviceRegistration): TailnetNode | undefined {
+    const clash = this.#byNodeKey.get(request.nodeKey);
+    if (clash !== undefined && clash.machineKey !== request.machineKey) {
+      throw new WeftError('BAD_REQUEST', 'this node key is registered to a different machine');
+    }
+    return clash;
+  }
+
+  /**
+   * The node this machine already has for the owner, if any (Headscale's identity rule: machine +
+   * user; a tagged owner matches the machine's tagged node).
+   */
+  #identityNode(
+    machineKey: MachinePublic,
+    owner: { userId: number | null; tagged: boolean },
+  ): TailnetNode | undefined {
     for (const node of this.#nodes.values()) {
       if (node.machineKey !== machineKey) continue;
-      if (tagged ? node.userId === null : node.userId === key.userId) return node;
+      if (owner.tagged ? node.userId === null : node.userId === owner.userId) return node;
     }
     return undefined;
   }
@@ -347,7 +441,7 @@ export class Tailnet {
 
   /** Creates the node (addresses and name reserved first, released again if the write fails). */
   async #create(
-    request: AuthKeyRegistration,
+    request: DeviceRegistration,
     ownership: Ownership,
     now: Date,
     useKey: (repos: Repositories) => Promise<boolean>,
@@ -373,7 +467,6 @@ export class Tailnet {
             ipv6,
             hostname,
             givenName,
-            registerMethod: 'authkey',
             hostinfo: request.hostinfo,
             approvedRoutes,
             ...ownership,
@@ -395,7 +488,7 @@ export class Tailnet {
   /** The same machine logs in again: new node key and owner, same id, addresses and (usually) name. */
   async #reauthenticate(
     node: TailnetNode,
-    request: AuthKeyRegistration,
+    request: DeviceRegistration,
     ownership: Ownership,
     useKey: (repos: Repositories) => Promise<boolean>,
   ): Promise<TailnetNode | undefined> {
@@ -600,6 +693,23 @@ export class Tailnet {
     });
   }
 
+  /**
+   * Device approval: an authorized node joins the tailnet (its peers and their maps); an unauthorized
+   * one stays registered but sees no one and is seen by no one, and its client says it needs approval.
+   */
+  setAuthorized(id: number, authorized: boolean): Promise<TailnetNode> {
+    return this.#serial.run(async () => {
+      const node = this.#require(id);
+      if (node.authorized === authorized) return node;
+      await this.#writeNow(id, { authorized });
+      node.authorized = authorized;
+      this.#log.info({ node: id, name: node.givenName, authorized }, 'node authorization changed');
+      this.#changed(node, { self: true });
+      this.#elect();
+      return node;
+    });
+  }
+
   /** Gives the node a new DNS label, unique in the tailnet. */
   rename(id: number, name: string): Promise<TailnetNode> {
     return this.#serial.run(async () => {
@@ -702,7 +812,7 @@ export class Tailnet {
     const now = this.#now();
     const candidates = new Map<string, number[]>();
     for (const node of this.#nodes.values()) {
-      if (!node.online || isExpired(node, now)) continue;
+      if (!node.online || !node.authorized || isExpired(node, now)) continue;
       const advertised = advertisedRoutes(node.hostinfo);
       for (const route of node.approvedRoutes) {
         if (isExitRoute(route) || !advertised.includes(route)) continue;

@@ -30,6 +30,17 @@ export const ERROR_CATALOGUE = {
   POLICY_CHANGED: { status: 412, title: 'The policy changed since it was read' },
   LOGIN_NOT_FOUND: { status: 404, title: 'No such pending login (it finished or expired)' },
   RATE_LIMITED: { status: 429, title: 'Too many requests; retry after the time in Retry-After' },
+  LOGINS_FULL: { status: 503, title: 'Too many logins are waiting to be completed; try again later' },
+  FORBIDDEN: { status: 403, title: 'The credentials do not allow this request (missing scope or tag)' },
+  OAUTH_CLIENT_NOT_FOUND: { status: 404, title: 'No such OAuth client' },
+  OIDC_UNAVAILABLE: { status: 503, title: 'The identity provider cannot be reached' },
+  OIDC_STATE_INVALID: {
+    status: 400,
+    title: 'The login is unknown, already used, expired, or was started in another browser',
+  },
+  OIDC_LOGIN_FAILED: { status: 400, title: "The identity provider's answer could not be verified" },
+  OIDC_NOT_ALLOWED: { status: 403, title: 'This identity may not log in to this tailnet' },
+  CSRF_INVALID: { status: 403, title: 'The confirmation form is invalid, expired or from another browser' },
   DATABASE_UNAVAILABLE: { status: 503, title: 'The database cannot be reached' },
   INTERNAL: { status: 500, title: 'Internal server error' },
 } as const satisfies Record<string, { status: number; title: string }>;

@@ -362,6 +362,7 @@ describe('nodes', () => {
       availableRoutes: [],
       approvedRoutes: [],
       subnetRoutes: [],
+      authorized: true,
     });
     assert.equal(laptop.user.name, 'alice');
     assert.equal(nodes[1].os, '');

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { parseConfig } from '../../src/config/index.ts';
-import { AUTH_KEY_ERRORS, NEEDS_AUTH_KEY_ERROR, WRONG_MACHINE_ERROR } from '../../src/control/register.ts';
+import { AUTH_KEY_ERRORS, WRONG_MACHINE_ERROR } from '../../src/control/register.ts';
 import type { User } from '../../src/db/records.ts';
 import { decodeMapBody } from '../../src/mapper/frame.ts';
 import { TAGGED_DEVICES_USER_ID } from '../../src/mapper/node-view.ts';
@@ -439,11 +439,12 @@ describe('registration', () => {
     node.closeStreams();
   });
 
-  test('an unknown node without a key is told to use one; a too-old client gets the minimum version', async () => {
+  test('an unknown node without a key gets an AuthURL; a too-old client gets the minimum version', async () => {
     const size = weft.running.tailnet.size;
     const node = await FakeNode.connect(weft, 'keyless');
-    assert.deepEqual(await node.register(), { Error: NEEDS_AUTH_KEY_ERROR });
-    assert.deepEqual(await node.register({ Auth: { AuthKey: '' } }), { Error: NEEDS_AUTH_KEY_ERROR });
+    const loginUrl = /^http:\/\/127\.0\.0\.1:8080\/register\/weft-login-[0-9a-f]{24}$/;
+    assert.deepEqual(Object.keys(await node.register()), ['AuthURL']);
+    assert.match((await node.register({ Auth: { AuthKey: '' } })).AuthURL, loginUrl);
 
     const old = await node.register({ Version: 100, Auth: { AuthKey: await authKey(weft) } });
     assert.deepEqual(old, { Error: unsupportedVersionMessage(100) });

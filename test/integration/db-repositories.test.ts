@@ -391,6 +391,6 @@ test('both dialects migrate to the same tables and columns', async () => {
   assert.deepEqual(schemas[0], schemas[1]);
   assert.deepEqual(
     Object.keys(schemas[0] ?? {}).filter((t) => !t.startsWith('kysely_')),
-    ['api_keys', 'nodes', 'policies', 'pre_auth_keys', 'settings', 'users'],
+    ['api_keys', 'nodes', 'oauth_clients', 'oauth_tokens', 'policies', 'pre_auth_keys', 'settings', 'users'],
   );
 });

@@ -2,14 +2,22 @@
 import type { FastifyInstance } from 'fastify';
 import { WeftError } from '../../types/errors.ts';
 import type { RouteContext } from '../app.ts';
+import { pageJson, pageQuery, paginate } from '../paging.ts';
 import { apiKeyJson } from '../present.ts';
 import { parseInput } from '../problems.ts';
 import { createApiKeyBody, expireKeyBody } from '../wire.ts';
 
-export function registerApiKeyRoutes(api: FastifyInstance, { store, now }: RouteContext): void {
-  api.get('/apikey', async () => ({ apiKeys: (await store.apiKeys.list()).map(apiKeyJson) }));
+export function registerApiKeyRoutes(
+  api: FastifyInstance,
+  { store, now, limitKeyCreation }: RouteContext,
+): void {
+  api.get('/apikey', async (request) => {
+    const page = paginate(await store.apiKeys.list(), parseInput(pageQuery, request.query, 'query'));
+    return pageJson('apiKeys', { ...page, items: page.items.map(apiKeyJson) });
+  });
 
   api.post('/apikey', async (request) => {
+    limitKeyCreation(request);
     const { expiration } = parseInput(createApiKeyBody, request.body, 'body');
     if (expiration <= now()) {
       throw new WeftError(

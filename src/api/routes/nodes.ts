@@ -8,6 +8,7 @@ import type { User } from '../../db/records.ts';
 import type { TailnetNode } from '../../state/model.ts';
 import { WeftError } from '../../types/errors.ts';
 import type { RouteContext } from '../app.ts';
+import { pageJson, paginate, withPaging } from '../paging.ts';
 import { nodeJson } from '../present.ts';
 import { parseInput } from '../problems.ts';
 import {
@@ -38,12 +39,13 @@ export function registerNodeRoutes(
   };
 
   api.get('/node', async (request) => {
-    const { user } = parseInput(nodeFilterQuery, request.query, 'query');
+    const { user, ...paging } = parseInput(withPaging(nodeFilterQuery), request.query, 'query');
     const owner = user === undefined ? undefined : await store.users.getByName(user);
     const nodes = [...tailnet.nodes()]
       .filter((node) => owner === undefined || node.userId === owner.id)
       .sort((a, b) => a.id - b.id);
-    return { nodes: await Promise.all(nodes.map(present)) };
+    const page = paginate(nodes, paging);
+    return pageJson('nodes', { ...page, items: await Promise.all(page.items.map(present)) });
   });
 
   api.get('/node/:id', async (request) => {
@@ -69,6 +71,12 @@ export function registerNodeRoutes(
     const { id } = parseInput(idParams, request.params, 'path');
     const { routes } = parseInput(approveRoutesBody, request.body, 'body');
     return { node: await present(await tailnet.setApprovedRoutes(id, routes)) };
+  });
+
+  // Device approval: the node joins the tailnet and every connected client hears of it.
+  api.post('/node/:id/approve', async (request) => {
+    const { id } = parseInput(idParams, request.params, 'path');
+    return { node: await present(await tailnet.setAuthorized(id, true)) };
   });
 
   api.post('/node/:id/tags', async (request) => {

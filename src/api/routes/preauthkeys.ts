@@ -3,23 +3,29 @@ import type { FastifyInstance } from 'fastify';
 import type { User } from '../../db/records.ts';
 import { WeftError } from '../../types/errors.ts';
 import type { RouteContext } from '../app.ts';
+import { pageJson, paginate, withPaging } from '../paging.ts';
 import { preAuthKeyJson } from '../present.ts';
 import { parseInput } from '../problems.ts';
 import { createPreAuthKeyBody, expireKeyBody, preAuthKeyFilterQuery } from '../wire.ts';
 
-export function registerPreAuthKeyRoutes(api: FastifyInstance, { store, now }: RouteContext): void {
+export function registerPreAuthKeyRoutes(
+  api: FastifyInstance,
+  { store, now, limitKeyCreation }: RouteContext,
+): void {
   api.get('/preauthkey', async (request) => {
-    const { user } = parseInput(preAuthKeyFilterQuery, request.query, 'query');
+    const { user, ...paging } = parseInput(withPaging(preAuthKeyFilterQuery), request.query, 'query');
     const owners = new Map<number, User>();
     if (user !== undefined) owners.set(user, await store.users.getById(user));
     else for (const u of await store.users.list()) owners.set(u.id, u);
-    const keys = await store.preAuthKeys.list(user === undefined ? {} : { userId: user });
-    return {
-      preAuthKeys: keys.map((k) => preAuthKeyJson(k, k.userId === null ? undefined : owners.get(k.userId))),
-    };
+    const page = paginate(await store.preAuthKeys.list(user === undefined ? {} : { userId: user }), paging);
+    const items = page.items.map((k) =>
+      preAuthKeyJson(k, k.userId === null ? undefined : owners.get(k.userId)),
+    );
+    return pageJson('preAuthKeys', { ...page, items });
   });
 
   api.post('/preauthkey', async (request) => {
+    limitKeyCreation(request);
     const body = parseInput(createPreAuthKeyBody, request.body, 'body');
     if (body.expiration <= now()) {
       throw new WeftError(

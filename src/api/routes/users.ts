@@ -1,14 +1,20 @@
 /** `/api/v1/user`: create, list, rename, delete users. */
 import type { FastifyInstance } from 'fastify';
 import type { RouteContext } from '../app.ts';
+import { pageJson, paginate, withPaging } from '../paging.ts';
 import { userJson } from '../present.ts';
 import { parseInput } from '../problems.ts';
 import { createUserBody, idParams, renameUserParams, userFilterQuery } from '../wire.ts';
 
 export function registerUserRoutes(api: FastifyInstance, { store, tailnet, now }: RouteContext): void {
   api.get('/user', async (request) => {
-    const filter = parseInput(userFilterQuery, request.query, 'query');
-    return { users: (await store.users.list(filter)).map(userJson) };
+    const { pageSize, pageToken, ...filter } = parseInput(
+      withPaging(userFilterQuery),
+      request.query,
+      'query',
+    );
+    const page = paginate(await store.users.list(filter), { pageSize, pageToken });
+    return pageJson('users', { ...page, items: page.items.map(userJson) });
   });
 
   api.post('/user', async (request) => {

@@ -1,10 +1,11 @@
-/** `weft nodes list|show|delete|expire|rename|tag`. */
+/** `weft nodes list|show|delete|expire|rename|tag|register|approve`. */
 import { Command } from '@commander-js/extra-typings';
 import type { NodeJson } from '../../api/wire.ts';
 import { durationArgument, nodeIdArgument, tagsArgument } from '../arguments.ts';
 import type { Connect } from '../connect.ts';
 import { UsageError } from '../errors.ts';
 import { formatTime, outputOption, printJson, printLine, printResult, printTable, yesNo } from '../output.ts';
+import { completeLogin, loginIdArgument } from './auth.ts';
 
 function ipv4Of(node: NodeJson): string {
   return node.ipAddresses.find((ip) => !ip.includes(':')) ?? '-';
@@ -43,6 +44,7 @@ function describeNode(node: NodeJson): string {
     ['IPv4', ipv4Of(node)],
     ['IPv6', ipv6Of(node)],
     ['Online', yesNo(node.online)],
+    ['Authorized', node.authorized ? 'yes' : 'no (waiting for weft nodes approve)'],
     ['Last seen', node.lastSeen === null ? 'never' : formatTime(node.lastSeen)],
     ['Expiry', expiry(node)],
     ['Ephemeral', yesNo(node.ephemeral)],
@@ -164,6 +166,26 @@ export function nodesCommand(connect: Connect): Command {
       const before = await client.getNode(id);
       const node = await client.renameNode(id, newName);
       printResult(options, node, `Node ${node.id} renamed from "${before.givenName}" to "${node.givenName}"`);
+    });
+
+  nodes
+    .command('approve')
+    .description('let a node that waits for device approval into the tailnet')
+    .argument('<id>', 'node id (from weft nodes list)', nodeIdArgument)
+    .addOption(outputOption())
+    .action(async (id, options, command) => {
+      const node = await connect(command).approveNode(id);
+      printResult(options, node, `Node ${node.id} (${node.givenName}) approved`);
+    });
+
+  nodes
+    .command('register')
+    .description('complete an interactive login (same as weft auth register)')
+    .requiredOption('-u, --user <name>', 'the user the device will belong to')
+    .requiredOption('-k, --key <id>', 'the login id from the URL the device printed', loginIdArgument)
+    .addOption(outputOption())
+    .action(async (options, command) => {
+      await completeLogin(connect(command), options.key, options.user, options);
     });
 
   return nodes;

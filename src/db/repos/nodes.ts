@@ -21,7 +21,15 @@ export type NewNode = Pick<
   Partial<
     Pick<
       Node,
-      'tags' | 'authKeyId' | 'ephemeral' | 'expiry' | 'lastSeen' | 'endpoints' | 'hostinfo' | 'approvedRoutes'
+      | 'tags'
+      | 'authKeyId'
+      | 'ephemeral'
+      | 'expiry'
+      | 'lastSeen'
+      | 'endpoints'
+      | 'hostinfo'
+      | 'approvedRoutes'
+      | 'authorized'
     >
   >;
 
@@ -42,6 +50,8 @@ export type NodeUpdate = Partial<
     | 'approvedRoutes'
     | 'authKeyId'
     | 'ephemeral'
+    | 'registerMethod'
+    | 'authorized'
   >
 >;
 
@@ -67,6 +77,7 @@ function toNode(row: Selectable<NodesTable>): Node {
     approvedRoutes: fromJson<string[]>(row.approved_routes),
     createdAt: toDate(row.created_at),
     updatedAt: toDate(row.updated_at),
+    authorized: toBool(row.authorized),
   };
 }
 
@@ -85,6 +96,8 @@ function toRow(update: NodeUpdate): Updateable<NodesTable> {
   if (update.approvedRoutes !== undefined) row.approved_routes = JSON.stringify(update.approvedRoutes);
   if (update.authKeyId !== undefined) row.auth_key_id = update.authKeyId;
   if (update.ephemeral !== undefined) row.ephemeral = update.ephemeral;
+  if (update.registerMethod !== undefined) row.register_method = update.registerMethod;
+  if (update.authorized !== undefined) row.authorized = update.authorized;
   return row;
 }
 
@@ -116,6 +129,7 @@ export class NodeRepository {
         endpoints: JSON.stringify(node.endpoints ?? []),
         hostinfo: JSON.stringify(node.hostinfo ?? {}),
         approved_routes: JSON.stringify(node.approvedRoutes ?? []),
+        authorized: node.authorized ?? true,
         created_at: now,
         updated_at: now,
       })

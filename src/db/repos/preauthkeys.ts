@@ -11,6 +11,10 @@ export interface NewPreAuthKey {
   ephemeral: boolean;
   tags: string[];
   expiration: Date;
+  /** Free text (API v2 `description`). */
+  description?: string;
+  /** Nodes registered with this key skip device approval; default false. */
+  preauthorized?: boolean;
 }
 
 /** Why a presented pre-auth key cannot register a node (the order of checks follows Headscale). */
@@ -33,6 +37,8 @@ function toPreAuthKey(row: Selectable<PreAuthKeysTable>): PreAuthKey {
     tags: fromJson<string[]>(row.tags),
     expiration: toDate(row.expiration),
     createdAt: toDate(row.created_at),
+    description: row.description,
+    preauthorized: toBool(row.preauthorized),
   };
 }
 
@@ -58,6 +64,8 @@ export class PreAuthKeyRepository {
           tags: JSON.stringify(key.tags),
           expiration: key.expiration,
           created_at: now,
+          ...(key.description === undefined ? {} : { description: key.description }),
+          ...(key.preauthorized === undefined ? {} : { preauthorized: key.preauthorized }),
         })
         .returningAll()
         .executeTakeFirstOrThrow(),
@@ -107,6 +115,13 @@ export class PreAuthKeyRepository {
       .returningAll()
       .executeTakeFirstOrThrow();
     return toPreAuthKey(row);
+  }
+
+  /** Removes the key (API v2 `DELETE /tailnet/-/keys/{id}`); nodes it registered stay, unlinked from it. */
+  async delete(id: number): Promise<void> {
+    const result = await this.#db.deleteFrom('pre_auth_keys').where('id', '=', id).executeTakeFirst();
+    if (Number(result.numDeletedRows) === 0)
+      throw new WeftError('PREAUTHKEY_NOT_FOUND', `there is no pre-auth key with id ${id}`);
   }
 
   /** Checks a key presented by a registering client. Does not use it up; see `consume`. */

@@ -14,6 +14,14 @@ export interface NewUser {
   profilePicUrl?: string;
 }
 
+/** Fields an identity provider owns; absent ones stay as they are. */
+export interface ProfileUpdate {
+  name?: string;
+  displayName?: string;
+  email?: string;
+  profilePicUrl?: string;
+}
+
 export interface UserFilter {
   id?: number;
   name?: string;
@@ -31,7 +39,18 @@ function toUser(row: Selectable<UsersTable>): User {
     profilePicUrl: row.profile_pic_url,
     createdAt: toDate(row.created_at),
     updatedAt: toDate(row.updated_at),
+    groups: parseGroups(row.groups),
   };
+}
+
+/** The stored JSON array; anything else (hand-edited rows) counts as no groups. */
+function parseGroups(text: string): string[] {
+  try {
+    const value: unknown = JSON.parse(text);
+    return Array.isArray(value) ? value.filter((g): g is string => typeof g === 'string') : [];
+  } catch {
+    return [];
+  }
 }
 
 function userExists(name: string, cause?: unknown): WeftError {
@@ -85,6 +104,64 @@ export class UserRepository {
   async findByName(name: string): Promise<User | undefined> {
     const row = await this.#db.selectFrom('users').selectAll().where('name', '=', name).executeTakeFirst();
     return row && toUser(row);
+  }
+
+  /** The user an identity provider's subject belongs to (`<issuer>/<sub>`), if any. */
+  async findByProviderId(providerId: string): Promise<User | undefined> {
+    const row = await this.#db
+      .selectFrom('users')
+      .selectAll()
+      .where('provider_id', '=', providerId)
+      .executeTakeFirst();
+    return row && toUser(row);
+  }
+
+  /**
+   * Refreshes what an identity provider says about a user at each login. A new `name` that another
+   * user already holds is refused with USER_EXISTS, like a rename.
+   */
+  async updateProfile(id: number, profile: ProfileUpdate, now = new Date()): Promise<User> {
+    const user = await this.getById(id);
+    if (profile.name !== undefined && profile.name !== user.name && (await this.findByName(profile.name))) {
+      throw userExists(profile.name);
+    }
+    try {
+      const row = await this.#db
+        .updateTable('users')
+        .set({
+          ...(profile.name !== undefined ? { name: profile.name } : {}),
+          ...(profile.displayName !== undefined ? { display_name: profile.displayName } : {}),
+          ...(profile.email !== undefined ? { email: profile.email } : {}),
+          ...(profile.profilePicUrl !== undefined ? { profile_pic_url: profile.profilePicUrl } : {}),
+          updated_at: now,
+        })
+        .where('id', '=', id)
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      return toUser(row);
+    } catch (err) {
+      if (isUniqueViolation(err)) throw userExists(profile.name ?? user.name, err);
+      throw err;
+    }
+  }
+
+  /** Replaces the identity provider's groups of a user (oidc.policy_groups). */
+  async setGroups(id: number, groups: readonly string[], now = new Date()): Promise<void> {
+    await this.#db
+      .updateTable('users')
+      .set({ groups: JSON.stringify(groups), updated_at: now })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  /** Forgets every stored group (oidc.policy_groups is off): returns how many users had some. */
+  async clearGroups(): Promise<number> {
+    const result = await this.#db
+      .updateTable('users')
+      .set({ groups: '[]' })
+      .where('groups', '<>', '[]')
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows);
   }
 
   async getById(id: number): Promise<User> {

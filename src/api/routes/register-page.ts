@@ -1,0 +1,127 @@
+/**
+ * `GET /register/<id>`: the page behind the AuthURL a client prints ("To authenticate, visit: …").
+ * Without OIDC it tells whoever opens it which device is waiting and the exact command an admin runs to
+ * let it in. Everything shown comes from the device (hostname) or the URL, so all of it is escaped.
+ *
+ * `loginPage` is the hook for OIDC: when given, a pending login's page is whatever it answers (a
+ * redirect to the identity provider) instead of the command.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { isLoginId, type PendingLogin, type PendingLogins } from '../../state/logins.ts';
+
+/** Answers the page for a pending login in place of the CLI instructions (e.g. starts OIDC). */
+export type LoginPageHandler = (
+  login: PendingLogin,
+  request: FastifyRequest,
+  reply: FastifyReply,
+) => Promise<FastifyReply | undefined> | FastifyReply | undefined;
+
+export const LOGIN_PAGE_ROUTE = '/register/:id';
+
+/** Shown in the command: the admin puts the user's name there. */
+const USER_PLACEHOLDER = '<USER>';
+
+const HTML_ESCAPES: Record<string, string> = {
+  '&': '&amp;',
+  '<': '&lt;',
+  '>': '&gt;',
+  '"': '&quot;',
+  "'": '&#39;',
+};
+
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c] ?? c);
+}
+
+/** The command that completes the login, exactly as the admin types it. */
+export function registerCommand(id: string, user = USER_PLACEHOLDER): string {
+  return `weft nodes register --user ${user} --key ${id}`;
+}
+
+/** `mkey:0123abcd…`: enough to tell devices apart on the page. */
+function shortKey(key: string): string {
+  const colon = key.indexOf(':');
+  return `${key.slice(0, colon + 1 + 8)}…`;
+}
+
+function page(title: string, body: string): string {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>${escapeHtml(title)}</title>
+<style>
+body { font-family: system-ui, sans-serif; max-width: 42rem; margin: 3rem auto; padding: 0 1rem; line-height: 1.5; color: #1d1d1f; }
+code, pre { font-family: ui-monospace, monospace; }
+pre { background: #f2f2f4; padding: 0.75rem 1rem; border-radius: 6px; overflow-x: auto; }
+dt { font-weight: 600; } dd { margin: 0 0 0.5rem 0; }
+</style>
+</head>
+<body>
+<h1>${escapeHtml(title)}</h1>
+${body}
+</body>
+</html>
+`;
+}
+
+export function pendingLoginPage(login: PendingLogin): string {
+  const hostname = typeof login.hostinfo.Hostname === 'string' ? login.hostinfo.Hostname : '';
+  const os = typeof login.hostinfo.OS === 'string' ? login.hostinfo.OS : '';
+  return page(
+    'A device is waiting to join this tailnet',
+    `<dl>
+<dt>Device</dt><dd>${escapeHtml(hostname || '(no hostname)')}${os ? ` (${escapeHtml(os)})` : ''}</dd>
+<dt>Machine key</dt><dd><code>${escapeHtml(shortKey(login.machineKey))}</code></dd>
+<dt>Waiting until</dt><dd>${escapeHtml(login.expiresAt.toISOString())}</dd>
+</dl>
+<p>An administrator of this weft server lets it in by running, on the server:</p>
+<pre>${escapeHtml(registerCommand(login.id))}</pre>
+<p>with <code>${escapeHtml(USER_PLACEHOLDER)}</code> replaced by the name of the user the device will belong to
+(<code>weft users list</code> shows them). The device then connects by itself; <code>tailscale up</code> is
+still waiting for this.</p>
+<p>If you do not recognise this device, reject it: <code>weft auth reject --auth-id ${escapeHtml(login.id)}</code>.</p>`,
+  );
+}
+
+export function unknownLoginPage(): string {
+  return page(
+    'This login link is not valid',
+    `<p>There is no device waiting under this link: the login was completed, rejected or expired (a login
+waits 15 minutes), or the link is incomplete.</p>
+<p>Run <code>tailscale up</code> on the device again to get a new link.</p>`,
+  );
+}
+
+function sendHtml(reply: FastifyReply, status: number, html: string): FastifyReply {
+  return (
+    reply
+      .code(status)
+      .header('cache-control', 'no-store')
+      // The URL carries the login id: keep it out of other sites' logs, and the page out of frames.
+      .header('referrer-policy', 'no-referrer')
+      .header('x-frame-options', 'DENY')
+      .header(
+        'content-security-policy',
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+      )
+      .type('text/html; charset=utf-8')
+      .send(html)
+  );
+}
+
+export function registerLoginPageRoute(
+  app: FastifyInstance,
+  logins: PendingLogins,
+  loginPage?: LoginPageHandler,
+): void {
+  app.get(LOGIN_PAGE_ROUTE, async (request, reply) => {
+    const { id } = request.params as { id: string };
+    const login = isLoginId(id) ? logins.get(id) : undefined;
+    if (login === undefined) return sendHtml(reply, 404, unknownLoginPage());
+    if (loginPage !== undefined) return loginPage(login, request, reply);
+    return sendHtml(reply, 200, pendingLoginPage(login));
+  });
+}

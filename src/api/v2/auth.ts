@@ -1,0 +1,85 @@
+/**
+ * Who calls API v2, and what they may do.
+ *
+ * Credentials arrive the two ways Tailscale's clients send them: `Authorization: Bearer <credential>`
+ * (OAuth access tokens, curl) or HTTP Basic with the credential as the user name and any password
+ * (the Go client's `SetBasicAuth(apiKey, "")`). A credential is a weft API key (all-access, like a
+ * Tailscale admin's key) or an OAuth access token (`weft-oauth-…`, limited to its scopes and tags).
+ * Requests on the local admin socket are the server's own admin, as for `/api/v1`.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { FastifyRequest } from 'fastify';
+import type { Store } from '../../db/store.ts';
+import { WeftError } from '../../types/errors.ts';
+import { presentedSecret } from '../credentials.ts';
+import { type ApiRateLimits, enforce } from '../rate-limits.ts';
+import { grants, type Scope } from './scopes.ts';
+
+export type Principal =
+  | { kind: 'admin'; caller: string }
+  | { kind: 'oauth'; caller: string; clientId: string; scopes: string[]; tags: string[] };
+
+const OAUTH_TOKEN_START = 'weft-oauth-';
+
+export interface AuthContext {
+  store: Store;
+  now: () => Date;
+  isLocalAdmin: (request: IncomingMessage) => boolean;
+  /** Shared with /api/v1: failed authentications are counted per address. */
+  rateLimits: ApiRateLimits;
+}
+
+export async function authenticate(context: AuthContext, request: FastifyRequest): Promise<Principal> {
+  if (context.isLocalAdmin(request.raw)) return { kind: 'admin', caller: 'local admin' };
+  const failures = context.rateLimits.authFailures;
+  enforce(failures.check(request.ip), 'failed authentications from this address');
+  const presented = presentedSecret(request.headers.authorization);
+  if (!presented.ok) {
+    if (presented.reason === 'malformed') failures.charge(request.ip);
+    throw new WeftError(
+      'UNAUTHENTICATED',
+      'API v2 needs credentials: an API key as "Authorization: Bearer <key>" or as the Basic user name, or an OAuth access token',
+    );
+  }
+  const principal = await principalFor(context, presented.secret);
+  if (principal === undefined) {
+    failures.charge(request.ip);
+    throw new WeftError(
+      'UNAUTHENTICATED',
+      'the API key or OAuth access token is unknown, malformed or expired',
+    );
+  }
+  return principal;
+}
+
+async function principalFor(context: AuthContext, credential: string): Promise<Principal | undefined> {
+  const now = context.now();
+  if (credential.startsWith(OAUTH_TOKEN_START)) {
+    const token = await context.store.oauth.authenticateToken(credential, now);
+    if (token === undefined) return undefined;
+    return {
+      kind: 'oauth',
+      caller: `oauth:${token.clientId}`,
+      clientId: token.clientId,
+      scopes: token.scopes,
+      tags: token.tags,
+    };
+  }
+  const key = await context.store.apiKeys.authenticate(credential, now);
+  return key === undefined ? undefined : { kind: 'admin', caller: `apikey:${key.prefix}` };
+}
+
+/** True when the principal may use an endpoint that needs `scope`. */
+export function allows(principal: Principal, scope: Scope): boolean {
+  return principal.kind === 'admin' || grants(principal.scopes, scope);
+}
+
+/** Throws FORBIDDEN (403) naming the missing scope unless the principal holds it. */
+export function requireScope(principal: Principal, scope: Scope): void {
+  if (!allows(principal, scope)) {
+    throw new WeftError(
+      'FORBIDDEN',
+      `this token lacks the scope ${scope} (it has: ${principal.kind === 'oauth' ? principal.scopes.join(', ') || 'none' : 'all'})`,
+    );
+  }
+}

@@ -1,0 +1,161 @@
+// OidcLogin against the test provider (test/harness/oidc.ts) with a fake Logins and a SQLite store:
+// what reaches Logins.complete (user, method, the token's expiry), the groups hook, and bad ids.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { OidcLogin } from '../../src/auth/oidc.ts';
+import { parseConfig } from '../../src/config/index.ts';
+import { openStore, type Store } from '../../src/db/store.ts';
+import { createLogger } from '../../src/observe/logger.ts';
+import type { LoginCompletion, Logins, PendingLogin } from '../../src/state/logins.ts';
+import type { TailnetNode } from '../../src/state/model.ts';
+import { WeftError } from '../../src/types/errors.ts';
+import { MachinePublic, NodePublic, PrivateKey } from '../../src/types/keys.ts';
+import {
+  CookieBrowser,
+  callbackUrlFromProvider,
+  startOidcProvider,
+  type TestOidcProvider,
+} from '../harness/oidc.ts';
+
+const SERVER_URL = 'http://127.0.0.1:9';
+
+/** Logins that records completions instead of registering nodes. */
+class FakeLogins implements Logins {
+  readonly pending = new Map<string, PendingLogin>();
+  readonly completed: Array<{ id: string; completion: LoginCompletion }> = [];
+
+  add(id: string): void {
+    const now = new Date();
+    this.pending.set(id, {
+      id,
+      machineKey: PrivateKey.generate(MachinePublic).publicKey,
+      nodeKey: PrivateKey.generate(NodePublic).publicKey,
+      hostinfo: { Hostname: `host-${id}` },
+      createdAt: now,
+      expiresAt: new Date(now.getTime() + 60_000),
+    });
+  }
+
+  get(id: string): PendingLogin | undefined {
+    return this.pending.get(id);
+  }
+
+  async complete(id: string, completion: LoginCompletion): Promise<TailnetNode> {
+    if (!this.pending.delete(id)) throw new WeftError('LOGIN_NOT_FOUND', `no login ${id}`);
+    this.completed.push({ id, completion });
+    return {} as TailnetNode;
+  }
+
+  reject(id: string): boolean {
+    return this.pending.delete(id);
+  }
+}
+
+describe('OidcLogin', () => {
+  let provider: TestOidcProvider;
+  let store: Store;
+  let dir: string;
+  const logins = new FakeLogins();
+  const groupsSeen: Array<[number, readonly string[]]> = [];
+  const usersChanged: number[] = [];
+  let oidc: OidcLogin;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'weft-oidc-unit-'));
+    ({ store } = await openStore({ type: 'sqlite', path: join(dir, 'weft.db') }));
+    provider = await startOidcProvider({
+      redirectUri: `${SERVER_URL}/oidc/callback`,
+      accounts: new Map([
+        ['ann', { email: 'ann@example.com', email_verified: true, groups: ['ops', 'eng'] }],
+      ]),
+      // Every claim in the ID token too: the identity must come out the same.
+      conformIdTokenClaims: false,
+    });
+    const config = parseConfig(
+      {
+        server_url: SERVER_URL,
+        oidc: {
+          issuer: provider.issuer,
+          client_id: provider.clientId,
+          use_expiry_from_token: true,
+          policy_groups: true,
+          scope: ['openid', 'email', 'groups'],
+        },
+      },
+      { cwd: dir },
+    );
+    assert.ok(config.oidc);
+    oidc = new OidcLogin({
+      config: config.oidc,
+      serverUrl: SERVER_URL,
+      clientSecret: provider.clientSecret,
+      logins,
+      users: store.users,
+      userChanged: async (id) => {
+        usersChanged.push(id);
+      },
+      groupsChanged: async (id, groups) => {
+        groupsSeen.push([id, groups]);
+      },
+      log: createLogger({ level: 'silent' }),
+    });
+    await oidc.start();
+  });
+
+  after(async () => {
+    await provider.close();
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** begin → provider → callback → confirm, as the routes do it. */
+  async function logIn(id: string): Promise<void> {
+    logins.add(id);
+    const { location, setCookie } = await oidc.begin(id);
+    const browser = new CookieBrowser();
+    const [binding] = setCookie.split(';');
+    const callback = new URL(await callbackUrlFromProvider(browser, location, 'ann', provider.issuer));
+    const view = await oidc.callback(callback.search.slice(1), binding);
+    const confirmCookie = view.setCookies.find((c) => c.startsWith('weft_confirm='))?.split(';')[0];
+    await oidc.confirm(id, confirmCookie, view.csrfToken);
+  }
+
+  test('completes the login with the user, method oidc and the ID token expiry', async () => {
+    const startedAt = Date.now();
+    await logIn('login-1');
+    const [done] = logins.completed;
+    assert.ok(done);
+    assert.equal(done.id, 'login-1');
+    assert.equal(done.completion.method, 'oidc');
+    const user = await store.users.findByProviderId(`${provider.issuer}/ann`);
+    assert.equal(done.completion.userId, user?.id);
+    assert.equal(user?.email, 'ann@example.com');
+    // The test provider's ID tokens live 600 s.
+    const expiry = done.completion.expiry?.getTime() ?? 0;
+    assert.ok(expiry > startedAt + 590_000 && expiry < Date.now() + 610_000, `expiry ${expiry}`);
+    assert.deepEqual(usersChanged, [user?.id]);
+    assert.deepEqual(groupsSeen, [[user?.id, ['ops', 'eng']]]);
+  });
+
+  test('unknown or malformed login ids are refused before the provider is involved', async () => {
+    for (const id of ['nope', 'bad id', '../x', '']) {
+      await assert.rejects(oidc.begin(id), (err: WeftError) => err.code === 'LOGIN_NOT_FOUND');
+    }
+  });
+
+  test('a callback without state, and a confirmation without a cookie, are refused', async () => {
+    await assert.rejects(
+      oidc.callback('code=abc', undefined),
+      (err: WeftError) => err.code === 'OIDC_STATE_INVALID',
+    );
+    logins.add('login-2');
+    await assert.rejects(
+      oidc.confirm('login-2', undefined, 'token'),
+      (err: WeftError) => err.code === 'CSRF_INVALID',
+    );
+    assert.equal(logins.completed.length, 1);
+  });
+});
