@@ -7,29 +7,21 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib/go-cache.sh
+source "$here/lib/go-cache.sh"
 src=$(cd "$here/../test/go/apiclient" && pwd)
 
-if ! command -v go >/dev/null 2>&1; then
-  if [ -x /usr/local/go/bin/go ]; then PATH=$PATH:/usr/local/go/bin; else
-    echo "go is not installed: it is needed to build the API v2 test client" >&2; exit 1
-  fi
-fi
+go_cache_require_go "the API v2 test client"
 
 hash=$(cd "$src" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-16)
 root=${APICLIENT_BIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/weft/apiclient}
 dir=$root/$hash
 bin=$dir/apiclient
 
-if [ -x "$bin" ]; then echo "$bin"; exit 0; fi
-
-mkdir -p "$root"
-# One builder per program version at a time; the others wait and then find the finished binary.
-exec 9>"$root/.$hash.lock"
-flock 9
-if [ -x "$bin" ]; then echo "$bin"; exit 0; fi
-
-tmp=$(mktemp -d "$root/.$hash.build.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+go_cache_exit_if_built "$bin" test -x "$bin"
+# One builder per program version at a time.
+go_cache_lock "$root" ".$hash.lock" "$bin" test -x "$bin"
+go_cache_build_dir "$root/.$hash.build.XXXXXX"
 echo "building test/go/apiclient ($hash)" >&2
 # -mod=readonly: go.sum pins every module; the build never edits go.mod.
 (cd "$src" && GOFLAGS=-mod=readonly GOTOOLCHAIN=auto go build -trimpath -o "$tmp/apiclient" .) >&2

@@ -13,6 +13,10 @@
 # The cache root is $HEADSCALE_BIN_CACHE, by default ${XDG_CACHE_HOME:-$HOME/.cache}/weft/headscale.
 set -euo pipefail
 
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib/go-cache.sh
+source "$here/lib/go-cache.sh"
+
 HEADSCALE_VERSION_PINNED=v0.29.2
 version=${1:-$HEADSCALE_VERSION_PINNED}
 case "$version" in
@@ -22,21 +26,10 @@ esac
 
 root=${HEADSCALE_BIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/weft/headscale}
 bin=$root/$version/headscale
-if [ -x "$bin" ]; then echo "$bin"; exit 0; fi
-
-if ! command -v go >/dev/null 2>&1; then
-  if [ -x /usr/local/go/bin/go ]; then PATH=$PATH:/usr/local/go/bin; else
-    echo "go is not installed: it is needed to build headscale" >&2; exit 1
-  fi
-fi
-
-mkdir -p "$root"
-exec 9>"$root/.$version.lock"
-flock 9
-if [ -x "$bin" ]; then echo "$bin"; exit 0; fi
-
-tmp=$(mktemp -d "$root/.$version.build.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+go_cache_exit_if_built "$bin" test -x "$bin"
+go_cache_require_go "headscale"
+go_cache_lock "$root" ".$version.lock" "$bin" test -x "$bin"
+go_cache_build_dir "$root/.$version.build.XXXXXX"
 cd "$tmp"
 echo "building github.com/juanfont/headscale/cmd/headscale@$version" >&2
 go mod init headscale-build >/dev/null 2>&1

@@ -12,6 +12,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=tailscale-versions.env
 source "$here/tailscale-versions.env"
+# shellcheck source=lib/go-cache.sh
+source "$here/lib/go-cache.sh"
 
 version=${1:-}
 case "$version" in
@@ -27,22 +29,11 @@ bins=(tailscale tailscaled derper)
 
 complete() { for b in "${bins[@]}"; do [ -x "$dir/$b" ] || return 1; done; }
 
-if complete; then echo "$dir"; exit 0; fi
-
-if ! command -v go >/dev/null 2>&1; then
-  if [ -x /usr/local/go/bin/go ]; then PATH=$PATH:/usr/local/go/bin; else
-    echo "go is not installed: it is needed to build the official tailscale binaries" >&2; exit 1
-  fi
-fi
-
-mkdir -p "$root"
-# One builder per version at a time; the others wait and then find the finished folder.
-exec 9>"$root/.$version.lock"
-flock 9
-if complete; then echo "$dir"; exit 0; fi
-
-tmp=$(mktemp -d "$root/.$version.build.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+go_cache_exit_if_built "$dir" complete
+go_cache_require_go "the official tailscale binaries"
+# One builder per version at a time.
+go_cache_lock "$root" ".$version.lock" "$dir" complete
+go_cache_build_dir "$root/.$version.build.XXXXXX"
 for b in "${bins[@]}"; do
   echo "building tailscale.com/cmd/$b@$version" >&2
   # GOTOOLCHAIN=auto: newer releases need a newer Go than the machine's; go fetches that toolchain

@@ -22,6 +22,10 @@
 # The cache root is $TERRAFORM_BIN_CACHE, by default ${XDG_CACHE_HOME:-$HOME/.cache}/weft/terraform.
 set -euo pipefail
 
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib/go-cache.sh
+source "$here/lib/go-cache.sh"
+
 TERRAFORM_VERSION=v1.5.7
 PROVIDER_VERSION=v0.29.2
 PROVIDER_MODULE=github.com/tailscale/terraform-provider-tailscale
@@ -38,22 +42,10 @@ bins=(terraform terraform-provider-tailscale)
 
 complete() { for b in "${bins[@]}"; do [ -x "$dir/$b" ] || return 1; done; }
 
-if complete; then echo "$dir"; exit 0; fi
-
-if ! command -v go >/dev/null 2>&1; then
-  if [ -x /usr/local/go/bin/go ]; then PATH=$PATH:/usr/local/go/bin; else
-    echo "go is not installed: it is needed to build terraform and the tailscale provider" >&2; exit 1
-  fi
-fi
-
-mkdir -p "$root"
-# One builder at a time; the others wait and then find the finished folder.
-exec 9>"$root/.build.lock"
-flock 9
-if complete; then echo "$dir"; exit 0; fi
-
-tmp=$(mktemp -d "$root/.build.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+go_cache_exit_if_built "$dir" complete
+go_cache_require_go "terraform and the tailscale provider"
+go_cache_lock "$root" .build.lock "$dir" complete
+go_cache_build_dir "$root/.build.XXXXXX"
 
 # The provider from the module proxy, through a throwaway module (go get of an exact version never
 # asks for the version list). Succeeds once the proxy serves the module; until then says why not.

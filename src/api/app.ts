@@ -22,7 +22,7 @@ import type { PendingLogins } from '../state/logins.ts';
 import type { PolicyStore } from '../state/policy.ts';
 import type { Tailnet } from '../state/tailnet.ts';
 import { WeftError } from '../types/errors.ts';
-import { presentedSecret } from './credentials.ts';
+import { authenticateCredential } from './credentials.ts';
 import { openApiDocument } from './openapi.ts';
 import { problemFor } from './problems.ts';
 import { type ApiRateLimits, addRetryAfter, createApiRateLimits, enforce } from './rate-limits.ts';
@@ -204,21 +204,16 @@ async function authenticate(
   request: FastifyRequest,
 ): Promise<string> {
   if (deps.isLocalAdmin(request.raw)) return LOCAL_ADMIN;
-  const failures = context.rateLimits.authFailures;
-  enforce(failures.check(request.ip), 'failed authentications from this address');
-  const presented = presentedSecret(request.headers.authorization);
-  if (!presented.ok) {
-    if (presented.reason === 'malformed') failures.charge(request.ip);
-    throw new WeftError(
-      'UNAUTHENTICATED',
-      'this endpoint needs an API key: send "Authorization: Bearer <key>" (create one with weft apikeys create)',
-    );
-  }
-  const key = await context.store.apiKeys.authenticate(presented.secret, context.now());
-  if (!key) {
-    failures.charge(request.ip);
-    throw new WeftError('UNAUTHENTICATED', 'the API key is unknown, malformed or expired');
-  }
+  const key = await authenticateCredential(
+    request,
+    context.rateLimits.authFailures,
+    (secret) => context.store.apiKeys.authenticate(secret, context.now()),
+    {
+      missing:
+        'this endpoint needs an API key: send "Authorization: Bearer <key>" (create one with weft apikeys create)',
+      unknown: 'the API key is unknown, malformed or expired',
+    },
+  );
   return `apikey:${key.prefix}`;
 }
 

@@ -1,7 +1,12 @@
 /**
  * The secret an API request presents: `Authorization: Bearer <key>`, or HTTP Basic with the key as the
- * user name and any password (what Tailscale's official Go client and Terraform provider send).
+ * user name and any password (what Tailscale's official Go client and Terraform provider send); and
+ * the authentication both API versions run on it, with failed attempts rate-limited per address.
  */
+import type { FastifyRequest } from 'fastify';
+import { WeftError } from '../types/errors.ts';
+import type { RateLimiter } from '../util/rate-limit.ts';
+import { enforce } from './rate-limits.ts';
 
 export type Presented = { ok: true; secret: string } | { ok: false; reason: 'missing' | 'malformed' };
 
@@ -19,4 +24,36 @@ export function presentedSecret(header: string | undefined): Presented {
   const colon = decoded.indexOf(':');
   const user = colon === -1 ? decoded : decoded.slice(0, colon);
   return user === '' ? { ok: false, reason: 'malformed' } : { ok: true, secret: user };
+}
+
+/** The UNAUTHENTICATED messages: no usable credential in the request, or one that names nobody. */
+export interface CredentialMessages {
+  missing: string;
+  unknown: string;
+}
+
+/**
+ * Whom the request's credential belongs to, as `identify` finds it. Failures are charged per remote
+ * address to `failures` (a malformed header or an unknown credential, not a missing one, which is a
+ * client that has not tried yet), and an address past its limit gets RATE_LIMITED before any lookup, so
+ * guessing credentials stays slow. Throws UNAUTHENTICATED otherwise.
+ */
+export async function authenticateCredential<Caller>(
+  request: FastifyRequest,
+  failures: RateLimiter,
+  identify: (secret: string) => Promise<Caller | undefined>,
+  messages: CredentialMessages,
+): Promise<Caller> {
+  enforce(failures.check(request.ip), 'failed authentications from this address');
+  const presented = presentedSecret(request.headers.authorization);
+  if (!presented.ok) {
+    if (presented.reason === 'malformed') failures.charge(request.ip);
+    throw new WeftError('UNAUTHENTICATED', messages.missing);
+  }
+  const caller = await identify(presented.secret);
+  if (caller === undefined) {
+    failures.charge(request.ip);
+    throw new WeftError('UNAUTHENTICATED', messages.unknown);
+  }
+  return caller;
 }

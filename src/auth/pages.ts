@@ -2,19 +2,8 @@
  * The HTML pages of an OIDC login: confirmation, success and failure. Every value shown comes from
  * the device (hostname) or the identity provider (names, e-mail, error text), so all of it is escaped.
  */
+import { escapeHtml, htmlPage } from '../util/html.ts';
 import type { ConfirmationView } from './oidc.ts';
-
-const HTML_ESCAPES: Record<string, string> = {
-  '&': '&amp;',
-  '<': '&lt;',
-  '>': '&gt;',
-  '"': '&quot;',
-  "'": '&#39;',
-};
-
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c] ?? c);
-}
 
 /** Security headers for every login page: no caching, no framing (clickjacking), no referrer leaks. */
 export const PAGE_HEADERS: Readonly<Record<string, string>> = {
@@ -25,35 +14,15 @@ export const PAGE_HEADERS: Readonly<Record<string, string>> = {
     "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
 };
 
-function page(title: string, body: string): string {
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>${escapeHtml(title)}</title>
-<style>
-body { font-family: system-ui, sans-serif; max-width: 42rem; margin: 3rem auto; padding: 0 1rem; line-height: 1.5; color: #1d1d1f; }
-code { font-family: ui-monospace, monospace; }
-dt { font-weight: 600; } dd { margin: 0 0 0.5rem 0; }
-button { font-size: 1rem; padding: 0.5rem 1.25rem; }
-</style>
-</head>
-<body>
-<h1>${escapeHtml(title)}</h1>
-${body}
-</body>
-</html>
-`;
-}
+/** The confirmation page's form button. */
+const PAGE_STYLE = 'button { font-size: 1rem; padding: 0.5rem 1.25rem; }\n';
 
 export function confirmationPage(view: ConfirmationView): string {
   const device = view.hostname === '' ? '(no hostname)' : view.hostname;
   const owner = view.newUser
     ? `a new user <code>${escapeHtml(view.userName)}</code>, created for your account`
     : `your user <code>${escapeHtml(view.userName)}</code>`;
-  return page(
+  return htmlPage(
     'Add this device to your account?',
     `<p>You signed in as <strong>${escapeHtml(view.accountLabel)}</strong>.</p>
 <dl>
@@ -67,18 +36,20 @@ If someone sent you this link, close this page: continuing would let their devic
 <input type="hidden" name="csrf" value="${escapeHtml(view.csrfToken)}">
 <button type="submit">Add ${escapeHtml(device)}</button>
 </form>`,
+    PAGE_STYLE,
   );
 }
 
 export function successPage(userName: string, hostname: string): string {
   const device = hostname === '' ? 'The device' : hostname;
-  return page(
+  return htmlPage(
     'Device added',
     `<p><strong>${escapeHtml(device)}</strong> is now logged in as <code>${escapeHtml(userName)}</code>.
 It connects by itself; you can close this page.</p>`,
+    PAGE_STYLE,
   );
 }
 
 export function failurePage(message: string): string {
-  return page('Login failed', `<p>${escapeHtml(message)}</p>`);
+  return htmlPage('Login failed', `<p>${escapeHtml(message)}</p>`, PAGE_STYLE);
 }

@@ -27,27 +27,40 @@ interface PendingLogin {
   hostname: string;
 }
 
+/** Runs the weft CLI against `weft`; its output, or a failed assertion when it does not exit 0. */
+async function cli(weft: WeftServer, args: string[]): Promise<string> {
+  const result = await weft.cli(args);
+  assert.equal(result.code, 0, `weft ${args.join(' ')}: ${result.stderr}`);
+  return result.stdout;
+}
+
+/** The login weft holds for `hostname`, as `weft auth list` shows it (polled: the client is starting). */
+function pendingLoginOf(weft: WeftServer, hostname: string): Promise<PendingLogin> {
+  return eventually(
+    `weft has a pending login from ${hostname}`,
+    async () => {
+      const logins = JSON.parse(await cli(weft, ['auth', 'list', '-o', 'json'])) as PendingLogin[];
+      return logins.find((login) => login.hostname === hostname);
+    },
+    { timeoutMs: LOGIN_SEEN_MS, intervalMs: 250 },
+  );
+}
+
+/** Both pinned clients built, and a weft on loopback (with its own STUN port) holding the user alice. */
+async function startLoginWeft(env: Record<string, string> = {}): Promise<WeftServer> {
+  await Promise.all([tailscaleBinaries('oldest'), tailscaleBinaries('newest')]);
+  const port = await freeLoopbackPort();
+  const stunPort = await freeLoopbackUdpPort();
+  const weft = await startWeft({
+    env: { ...loopbackServerEnv(port), WEFT_STUN_LISTEN_ADDR: `127.0.0.1:${stunPort}`, ...env },
+  });
+  await cli(weft, ['users', 'create', 'alice', '--email', 'alice@example.com']);
+  return weft;
+}
+
 describe('interactive login with official clients', () => {
   let weft: WeftServer;
   const daemons: TailscaledProcess[] = [];
-
-  async function cli(args: string[]): Promise<string> {
-    const result = await weft.cli(args);
-    assert.equal(result.code, 0, `weft ${args.join(' ')}: ${result.stderr}`);
-    return result.stdout;
-  }
-
-  /** The login weft holds for `hostname`, as `weft auth list` shows it (polled: the client is starting). */
-  function pendingLoginOf(hostname: string): Promise<PendingLogin> {
-    return eventually(
-      `weft has a pending login from ${hostname}`,
-      async () => {
-        const logins = JSON.parse(await cli(['auth', 'list', '-o', 'json'])) as PendingLogin[];
-        return logins.find((login) => login.hostname === hostname);
-      },
-      { timeoutMs: LOGIN_SEEN_MS, intervalMs: 250 },
-    );
-  }
 
   /**
    * `tailscale up` without a key, completed by `weft nodes register` while it waits; returns the
@@ -64,12 +77,12 @@ describe('interactive login with official clients', () => {
       extraArgs,
       timeoutMs: UP_TIMEOUT_MS,
     });
-    const login = await pendingLoginOf(daemon.name);
+    const login = await pendingLoginOf(weft, daemon.name);
     const page = await fetch(`${weft.url}/register/${login.id}`);
     assert.equal(page.status, 200);
     assert.ok((await page.text()).includes(`weft nodes register --user &lt;USER&gt; --key ${login.id}`));
     assert.match(
-      await cli(['nodes', 'register', '--user', user, '--key', login.id]),
+      await cli(weft, ['nodes', 'register', '--user', user, '--key', login.id]),
       new RegExp(`registered for ${user}`),
     );
     const result = await up;
@@ -86,14 +99,8 @@ describe('interactive login with official clients', () => {
   }
 
   before(async () => {
-    await Promise.all([tailscaleBinaries('oldest'), tailscaleBinaries('newest')]);
-    const port = await freeLoopbackPort();
-    const stunPort = await freeLoopbackUdpPort();
-    weft = await startWeft({
-      env: { ...loopbackServerEnv(port), WEFT_STUN_LISTEN_ADDR: `127.0.0.1:${stunPort}` },
-    });
-    await cli(['users', 'create', 'alice', '--email', 'alice@example.com']);
-    await cli(['users', 'create', 'bob', '--email', 'bob@example.com']);
+    weft = await startLoginWeft();
+    await cli(weft, ['users', 'create', 'bob', '--email', 'bob@example.com']);
   });
 
   after(async () => {
@@ -144,24 +151,8 @@ describe('device approval with official clients (node.device_approval: true)', (
   let weft: WeftServer;
   const daemons: TailscaledProcess[] = [];
 
-  async function cli(args: string[]): Promise<string> {
-    const result = await weft.cli(args);
-    assert.equal(result.code, 0, `weft ${args.join(' ')}: ${result.stderr}`);
-    return result.stdout;
-  }
-
   before(async () => {
-    await Promise.all([tailscaleBinaries('oldest'), tailscaleBinaries('newest')]);
-    const port = await freeLoopbackPort();
-    const stunPort = await freeLoopbackUdpPort();
-    weft = await startWeft({
-      env: {
-        ...loopbackServerEnv(port),
-        WEFT_STUN_LISTEN_ADDR: `127.0.0.1:${stunPort}`,
-        WEFT_NODE_DEVICE_APPROVAL: 'true',
-      },
-    });
-    await cli(['users', 'create', 'alice', '--email', 'alice@example.com']);
+    weft = await startLoginWeft({ WEFT_NODE_DEVICE_APPROVAL: 'true' });
   });
 
   after(async () => {
@@ -179,15 +170,8 @@ describe('device approval with official clients (node.device_approval: true)', (
       void up.finally(() => {
         upDone = true;
       });
-      const login = await eventually(
-        `weft has a pending login from ${name}`,
-        async () => {
-          const logins = JSON.parse(await cli(['auth', 'list', '-o', 'json'])) as PendingLogin[];
-          return logins.find((l) => l.hostname === name);
-        },
-        { timeoutMs: LOGIN_SEEN_MS, intervalMs: 250 },
-      );
-      await cli(['nodes', 'register', '--user', 'alice', '--key', login.id]);
+      const login = await pendingLoginOf(weft, name);
+      await cli(weft, ['nodes', 'register', '--user', 'alice', '--key', login.id]);
       await eventually(
         `${name} waits for approval`,
         async () => ((await daemon.status()).BackendState === 'NeedsMachineAuth' ? true : undefined),
@@ -201,7 +185,7 @@ describe('device approval with official clients (node.device_approval: true)', (
       const node = (await listNodes(weft)).find((n) => n.givenName === name);
       assert.ok(node);
       assert.equal(node.authorized, false);
-      assert.match(await cli(['nodes', 'approve', String(node.id)]), /approved/);
+      assert.match(await cli(weft, ['nodes', 'approve', String(node.id)]), /approved/);
       const result = await up;
       assert.equal(result.code, 0, `tailscale up: ${result.stdout}${result.stderr}`);
       assert.equal((await daemon.status()).BackendState, 'Running');

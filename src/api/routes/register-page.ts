@@ -8,6 +8,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isLoginId, type PendingLogin, type PendingLogins } from '../../state/logins.ts';
+import { escapeHtml, htmlPage } from '../../util/html.ts';
 
 /** Answers the page for a pending login in place of the CLI instructions (e.g. starts OIDC). */
 export type LoginPageHandler = (
@@ -21,18 +22,6 @@ export const LOGIN_PAGE_ROUTE = '/register/:id';
 /** Shown in the command: the admin puts the user's name there. */
 const USER_PLACEHOLDER = '<USER>';
 
-const HTML_ESCAPES: Record<string, string> = {
-  '&': '&amp;',
-  '<': '&lt;',
-  '>': '&gt;',
-  '"': '&quot;',
-  "'": '&#39;',
-};
-
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c] ?? c);
-}
-
 /** The command that completes the login, exactly as the admin types it. */
 export function registerCommand(id: string, user = USER_PLACEHOLDER): string {
   return `weft nodes register --user ${user} --key ${id}`;
@@ -44,33 +33,14 @@ function shortKey(key: string): string {
   return `${key.slice(0, colon + 1 + 8)}…`;
 }
 
-function page(title: string, body: string): string {
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>${escapeHtml(title)}</title>
-<style>
-body { font-family: system-ui, sans-serif; max-width: 42rem; margin: 3rem auto; padding: 0 1rem; line-height: 1.5; color: #1d1d1f; }
-code, pre { font-family: ui-monospace, monospace; }
-pre { background: #f2f2f4; padding: 0.75rem 1rem; border-radius: 6px; overflow-x: auto; }
-dt { font-weight: 600; } dd { margin: 0 0 0.5rem 0; }
-</style>
-</head>
-<body>
-<h1>${escapeHtml(title)}</h1>
-${body}
-</body>
-</html>
-`;
-}
+/** The command on the page is shown as a block. */
+const PAGE_STYLE =
+  'pre { background: #f2f2f4; padding: 0.75rem 1rem; border-radius: 6px; overflow-x: auto; }\n';
 
 export function pendingLoginPage(login: PendingLogin): string {
   const hostname = typeof login.hostinfo.Hostname === 'string' ? login.hostinfo.Hostname : '';
   const os = typeof login.hostinfo.OS === 'string' ? login.hostinfo.OS : '';
-  return page(
+  return htmlPage(
     'A device is waiting to join this tailnet',
     `<dl>
 <dt>Device</dt><dd>${escapeHtml(hostname || '(no hostname)')}${os ? ` (${escapeHtml(os)})` : ''}</dd>
@@ -83,15 +53,17 @@ export function pendingLoginPage(login: PendingLogin): string {
 (<code>weft users list</code> shows them). The device then connects by itself; <code>tailscale up</code> is
 still waiting for this.</p>
 <p>If you do not recognise this device, reject it: <code>weft auth reject --auth-id ${escapeHtml(login.id)}</code>.</p>`,
+    PAGE_STYLE,
   );
 }
 
 export function unknownLoginPage(): string {
-  return page(
+  return htmlPage(
     'This login link is not valid',
     `<p>There is no device waiting under this link: the login was completed, rejected or expired (a login
 waits 15 minutes), or the link is incomplete.</p>
 <p>Run <code>tailscale up</code> on the device again to get a new link.</p>`,
+    PAGE_STYLE,
   );
 }
 

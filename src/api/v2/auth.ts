@@ -11,8 +11,8 @@ import type { IncomingMessage } from 'node:http';
 import type { FastifyRequest } from 'fastify';
 import type { Store } from '../../db/store.ts';
 import { WeftError } from '../../types/errors.ts';
-import { presentedSecret } from '../credentials.ts';
-import { type ApiRateLimits, enforce } from '../rate-limits.ts';
+import { authenticateCredential } from '../credentials.ts';
+import type { ApiRateLimits } from '../rate-limits.ts';
 import { grants, type Scope } from './scopes.ts';
 
 export type Principal =
@@ -31,25 +31,16 @@ export interface AuthContext {
 
 export async function authenticate(context: AuthContext, request: FastifyRequest): Promise<Principal> {
   if (context.isLocalAdmin(request.raw)) return { kind: 'admin', caller: 'local admin' };
-  const failures = context.rateLimits.authFailures;
-  enforce(failures.check(request.ip), 'failed authentications from this address');
-  const presented = presentedSecret(request.headers.authorization);
-  if (!presented.ok) {
-    if (presented.reason === 'malformed') failures.charge(request.ip);
-    throw new WeftError(
-      'UNAUTHENTICATED',
-      'API v2 needs credentials: an API key as "Authorization: Bearer <key>" or as the Basic user name, or an OAuth access token',
-    );
-  }
-  const principal = await principalFor(context, presented.secret);
-  if (principal === undefined) {
-    failures.charge(request.ip);
-    throw new WeftError(
-      'UNAUTHENTICATED',
-      'the API key or OAuth access token is unknown, malformed or expired',
-    );
-  }
-  return principal;
+  return authenticateCredential(
+    request,
+    context.rateLimits.authFailures,
+    (credential) => principalFor(context, credential),
+    {
+      missing:
+        'API v2 needs credentials: an API key as "Authorization: Bearer <key>" or as the Basic user name, or an OAuth access token',
+      unknown: 'the API key or OAuth access token is unknown, malformed or expired',
+    },
+  );
 }
 
 async function principalFor(context: AuthContext, credential: string): Promise<Principal | undefined> {

@@ -8,6 +8,7 @@
  * request that asks for the value in force is fine, one that asks for the other is refused.
  */
 import type { FastifyInstance } from 'fastify';
+import type { z } from 'zod';
 import type { DnsSettings, DnsSettingsStore } from '../../state/dns.ts';
 import { WeftError } from '../../types/errors.ts';
 import { parseBody } from './body.ts';
@@ -43,116 +44,80 @@ function configurationJson(dns: DnsSettingsStore, settings: DnsSettings) {
 export function registerDnsRoutes(api: FastifyInstance, context: V2Context, dns: DnsSettingsStore): void {
   const update = (change: (current: DnsSettings) => DnsSettings) => dns.update(change(dns.current));
 
-  addRoute(api, context, {
-    method: 'GET',
-    url: '/tailnet/:tailnet/dns/nameservers',
-    scope: 'dns:read',
-    handler: async () => ({ dns: [...dns.current.nameservers.global] }),
-  });
+  /** `GET /tailnet/-/dns/<path>`, with the `dns:read` scope. */
+  const read = (path: string, answer: () => unknown) =>
+    addRoute(api, context, {
+      method: 'GET',
+      url: `/tailnet/:tailnet/dns/${path}`,
+      scope: 'dns:read',
+      handler: async () => answer(),
+    });
 
-  addRoute(api, context, {
-    method: 'POST',
-    url: '/tailnet/:tailnet/dns/nameservers',
-    scope: 'dns',
-    handler: async (request) => {
-      const body = parseBody(request, nameserversBody);
-      const settings = await update((current) => ({
-        ...current,
-        nameservers: { ...current.nameservers, global: body.dns },
-      }));
-      return { dns: [...settings.nameservers.global], magicDNS: dns.magicDns };
-    },
-  });
-
-  addRoute(api, context, {
-    method: 'GET',
-    url: '/tailnet/:tailnet/dns/preferences',
-    scope: 'dns:read',
-    handler: async () => ({ magicDNS: dns.magicDns }),
-  });
-
-  addRoute(api, context, {
-    method: 'POST',
-    url: '/tailnet/:tailnet/dns/preferences',
-    scope: 'dns',
-    handler: async (request) => {
-      requireMagicDns(dns, parseBody(request, preferencesBody).magicDNS);
-      return { magicDNS: dns.magicDns };
-    },
-  });
-
-  addRoute(api, context, {
-    method: 'GET',
-    url: '/tailnet/:tailnet/dns/searchpaths',
-    scope: 'dns:read',
-    handler: async () => ({ searchPaths: [...dns.current.searchDomains] }),
-  });
-
-  addRoute(api, context, {
-    method: 'POST',
-    url: '/tailnet/:tailnet/dns/searchpaths',
-    scope: 'dns',
-    handler: async (request) => {
-      const { searchPaths } = parseBody(request, searchPathsBody);
-      const settings = await update((current) => ({ ...current, searchDomains: searchPaths }));
-      return { searchPaths: [...settings.searchDomains] };
-    },
-  });
-
-  addRoute(api, context, {
-    method: 'GET',
-    url: '/tailnet/:tailnet/dns/split-dns',
-    scope: 'dns:read',
-    handler: async () => ({ ...dns.current.nameservers.split }),
-  });
-
-  for (const method of ['PATCH', 'PUT'] as const) {
+  /** A change at `/tailnet/-/dns/<path>`, with the `dns` scope and a body checked by `schema`. */
+  const write = <S extends z.ZodType>(
+    method: 'POST' | 'PATCH' | 'PUT',
+    path: string,
+    schema: S,
+    apply: (body: z.output<S>) => Promise<unknown>,
+  ) =>
     addRoute(api, context, {
       method,
-      url: '/tailnet/:tailnet/dns/split-dns',
+      url: `/tailnet/:tailnet/dns/${path}`,
       scope: 'dns',
-      handler: async (request) => {
-        const body = parseBody(request, splitDnsBody);
-        const settings = await update((current) => {
-          // PATCH merges (null removes a domain); PUT replaces the whole map.
-          const split: Record<string, string[]> = method === 'PATCH' ? { ...current.nameservers.split } : {};
-          for (const [domain, resolvers] of Object.entries(body)) {
-            if (resolvers === null || resolvers.length === 0) delete split[domain];
-            else split[domain] = resolvers;
-          }
-          return { ...current, nameservers: { ...current.nameservers, split } };
-        });
-        return { ...settings.nameservers.split };
-      },
+      handler: async (request) => apply(parseBody(request, schema)),
+    });
+
+  read('nameservers', () => ({ dns: [...dns.current.nameservers.global] }));
+  write('POST', 'nameservers', nameserversBody, async (body) => {
+    const settings = await update((current) => ({
+      ...current,
+      nameservers: { ...current.nameservers, global: body.dns },
+    }));
+    return { dns: [...settings.nameservers.global], magicDNS: dns.magicDns };
+  });
+
+  read('preferences', () => ({ magicDNS: dns.magicDns }));
+  write('POST', 'preferences', preferencesBody, async (body) => {
+    requireMagicDns(dns, body.magicDNS);
+    return { magicDNS: dns.magicDns };
+  });
+
+  read('searchpaths', () => ({ searchPaths: [...dns.current.searchDomains] }));
+  write('POST', 'searchpaths', searchPathsBody, async ({ searchPaths }) => {
+    const settings = await update((current) => ({ ...current, searchDomains: searchPaths }));
+    return { searchPaths: [...settings.searchDomains] };
+  });
+
+  read('split-dns', () => ({ ...dns.current.nameservers.split }));
+  for (const method of ['PATCH', 'PUT'] as const) {
+    write(method, 'split-dns', splitDnsBody, async (body) => {
+      const settings = await update((current) => {
+        // PATCH merges (null removes a domain); PUT replaces the whole map.
+        const split: Record<string, string[]> = method === 'PATCH' ? { ...current.nameservers.split } : {};
+        for (const [domain, resolvers] of Object.entries(body)) {
+          if (resolvers === null || resolvers.length === 0) delete split[domain];
+          else split[domain] = resolvers;
+        }
+        return { ...current, nameservers: { ...current.nameservers, split } };
+      });
+      return { ...settings.nameservers.split };
     });
   }
 
-  addRoute(api, context, {
-    method: 'GET',
-    url: '/tailnet/:tailnet/dns/configuration',
-    scope: 'dns:read',
-    handler: async () => configurationJson(dns, dns.current),
-  });
-
-  addRoute(api, context, {
-    method: 'POST',
-    url: '/tailnet/:tailnet/dns/configuration',
-    scope: 'dns',
-    handler: async (request) => {
-      const body = parseBody(request, dnsConfigurationBody);
-      requireMagicDns(dns, body.preferences?.magicDNS);
-      const addresses = (resolvers: readonly { address: string }[] | null | undefined) =>
-        (resolvers ?? []).map((r) => r.address);
-      const split: Record<string, string[]> = {};
-      for (const [domain, resolvers] of Object.entries(body.splitDNS ?? {})) {
-        if (resolvers !== null && resolvers.length > 0) split[domain] = addresses(resolvers);
-      }
-      const settings = await update((current) => ({
-        ...current,
-        nameservers: { global: addresses(body.nameservers), split },
-        searchDomains: body.searchPaths ?? [],
-      }));
-      return configurationJson(dns, settings);
-    },
+  read('configuration', () => configurationJson(dns, dns.current));
+  write('POST', 'configuration', dnsConfigurationBody, async (body) => {
+    requireMagicDns(dns, body.preferences?.magicDNS);
+    const addresses = (resolvers: readonly { address: string }[] | null | undefined) =>
+      (resolvers ?? []).map((r) => r.address);
+    const split: Record<string, string[]> = {};
+    for (const [domain, resolvers] of Object.entries(body.splitDNS ?? {})) {
+      if (resolvers !== null && resolvers.length > 0) split[domain] = addresses(resolvers);
+    }
+    const settings = await update((current) => ({
+      ...current,
+      nameservers: { global: addresses(body.nameservers), split },
+      searchDomains: body.searchPaths ?? [],
+    }));
+    return configurationJson(dns, settings);
   });
 }

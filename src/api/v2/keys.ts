@@ -15,9 +15,9 @@ import type { Policy } from '../../policy/index.ts';
 import { WeftError } from '../../types/errors.ts';
 import { allows, type Principal, requireScope } from './auth.ts';
 import { parseBody } from './body.ts';
-import { addRoute, type V2Context } from './context.ts';
+import { addRoute, type V2Context, type V2Route } from './context.ts';
 import { grants, isScope, KNOWN_SCOPES, scopesNeedTags } from './scopes.ts';
-import { checkTagsForPrincipal } from './tags.ts';
+import { checkTagsForPrincipal, requireTagsDefined } from './tags.ts';
 import { createKeyBody, type KeyCapabilitiesJson, type KeyJson } from './wire.ts';
 
 /** Tailscale's (and Terraform's) default auth key lifetime when `expirySeconds` is 0 or absent. */
@@ -110,15 +110,7 @@ export async function createOAuthClient(
       'an OAuth client with the auth_keys or devices:core scope needs tags: the keys and devices it makes belong to them',
     );
   }
-  if (policy !== undefined) {
-    const undefinedTags = tags.filter((tag) => !policy.tagOwners.has(tag));
-    if (undefinedTags.length > 0) {
-      throw new WeftError(
-        'BAD_REQUEST',
-        `tags ${undefinedTags.join(', ')} are not defined in the policy's tagOwners`,
-      );
-    }
-  }
+  requireTagsDefined(policy, tags);
   if (principal.kind === 'oauth') {
     const beyond = scopes.filter((s) => !isScope(s) || !grants(principal.scopes, s));
     if (beyond.length > 0) {
@@ -153,79 +145,70 @@ export function registerKeyRoutes(api: FastifyInstance, context: V2Context): voi
     return key;
   };
 
-  addRoute(api, context, {
-    method: 'GET',
-    url: '/tailnet/:tailnet/keys',
-    scope: 'checked-in-handler',
-    handler: async (request) => {
-      const principal = context.principalOf(request);
-      const seesKeys = allows(principal, 'auth_keys:read');
-      const seesClients = allows(principal, 'oauth_keys:read');
-      if (!seesKeys && !seesClients) requireScope(principal, 'auth_keys:read');
-      const now = context.now();
-      const keys: KeyJson[] = [];
-      if (seesKeys) for (const key of await store.preAuthKeys.list()) keys.push(authKeyJson(key, now));
-      if (seesClients)
-        for (const client of await store.oauth.listClients()) keys.push(oauthClientJson(client));
-      return { keys };
-    },
+  /**
+   * A keys route: the scope it needs depends on the kind of key the request names, so `handle` checks
+   * it for the caller.
+   */
+  const keysRoute = (
+    method: V2Route['method'],
+    url: string,
+    handle: (principal: Principal, request: FastifyRequest) => Promise<unknown>,
+  ) =>
+    addRoute(api, context, {
+      method,
+      url,
+      scope: 'checked-in-handler',
+      handler: async (request) => handle(context.principalOf(request), request),
+    });
+
+  keysRoute('GET', '/tailnet/:tailnet/keys', async (principal) => {
+    const seesKeys = allows(principal, 'auth_keys:read');
+    const seesClients = allows(principal, 'oauth_keys:read');
+    if (!seesKeys && !seesClients) requireScope(principal, 'auth_keys:read');
+    const now = context.now();
+    const keys: KeyJson[] = [];
+    if (seesKeys) for (const key of await store.preAuthKeys.list()) keys.push(authKeyJson(key, now));
+    if (seesClients) for (const client of await store.oauth.listClients()) keys.push(oauthClientJson(client));
+    return { keys };
   });
 
-  addRoute(api, context, {
-    method: 'POST',
-    url: '/tailnet/:tailnet/keys',
-    scope: 'checked-in-handler',
-    handler: async (request) => {
-      const principal = context.principalOf(request);
-      const body = parseBody(request, createKeyBody);
-      if (body.keyType === 'client') {
-        requireScope(principal, 'oauth_keys');
-        context.limitKeyCreation(request);
-        const { client, secret } = await createOAuthClient(
-          store,
-          principal,
-          policyNow(),
-          { scopes: body.scopes ?? [], tags: body.tags, description: body.description ?? '' },
-          context.now(),
-        );
-        return oauthClientJson(client, secret);
-      }
-      requireScope(principal, 'auth_keys');
+  keysRoute('POST', '/tailnet/:tailnet/keys', async (principal, request) => {
+    const body = parseBody(request, createKeyBody);
+    if (body.keyType === 'client') {
+      requireScope(principal, 'oauth_keys');
       context.limitKeyCreation(request);
-      return createAuthKey(context, principal, body);
-    },
+      const { client, secret } = await createOAuthClient(
+        store,
+        principal,
+        policyNow(),
+        { scopes: body.scopes ?? [], tags: body.tags, description: body.description ?? '' },
+        context.now(),
+      );
+      return oauthClientJson(client, secret);
+    }
+    requireScope(principal, 'auth_keys');
+    context.limitKeyCreation(request);
+    return createAuthKey(context, principal, body);
   });
 
-  addRoute(api, context, {
-    method: 'GET',
-    url: '/tailnet/:tailnet/keys/:keyId',
-    scope: 'checked-in-handler',
-    handler: async (request) => {
-      const principal = context.principalOf(request);
-      const id = keyIdOf(request);
-      const client = await clientNamed(principal, id, 'oauth_keys:read');
-      if (client !== undefined) return oauthClientJson(client);
-      requireScope(principal, 'auth_keys:read');
-      return authKeyJson(await preAuthKeyNamed(id), context.now());
-    },
+  keysRoute('GET', '/tailnet/:tailnet/keys/:keyId', async (principal, request) => {
+    const id = keyIdOf(request);
+    const client = await clientNamed(principal, id, 'oauth_keys:read');
+    if (client !== undefined) return oauthClientJson(client);
+    requireScope(principal, 'auth_keys:read');
+    return authKeyJson(await preAuthKeyNamed(id), context.now());
   });
 
-  addRoute(api, context, {
-    method: 'DELETE',
-    url: '/tailnet/:tailnet/keys/:keyId',
-    scope: 'checked-in-handler',
-    handler: async (request) => {
-      const principal = context.principalOf(request);
-      const id = keyIdOf(request);
-      const client = await clientNamed(principal, id, 'oauth_keys');
-      if (client !== undefined) {
-        await store.oauth.deleteClient(client.clientId);
-        return {};
-      }
-      requireScope(principal, 'auth_keys');
-      await store.preAuthKeys.delete((await preAuthKeyNamed(id)).id);
+  keysRoute('DELETE', '/tailnet/:tailnet/keys/:keyId', async (principal, request) => {
+    const id = keyIdOf(request);
+    const client = await clientNamed(principal, id, 'oauth_keys');
+    if (client !== undefined) {
+      await store.oauth.deleteClient(client.clientId);
       return {};
-    },
+    }
+    requireScope(principal, 'auth_keys');
+    await store.preAuthKeys.delete((await preAuthKeyNamed(id)).id);
+    return {};
   });
 }
 
@@ -254,15 +237,7 @@ async function createAuthKey(
       'an untagged key registers devices for a user, and weft API keys belong to no user: give the key tags (capabilities.devices.create.tags) or a userId',
     );
   }
-  if (policy !== undefined) {
-    const undefinedTags = tags.filter((tag) => !policy.tagOwners.has(tag));
-    if (undefinedTags.length > 0) {
-      throw new WeftError(
-        'BAD_REQUEST',
-        `tags ${undefinedTags.join(', ')} are not defined in the policy's tagOwners`,
-      );
-    }
-  }
+  requireTagsDefined(policy, tags);
   checkTagsForPrincipal(principal, policy, tags);
   const now = context.now();
   const seconds =

@@ -7,21 +7,25 @@ import { deniedTags, type Policy } from '../../policy/index.ts';
 import { WeftError } from '../../types/errors.ts';
 import type { Principal } from './auth.ts';
 
+/** Throws BAD_REQUEST naming the tags the policy's `tagOwners` does not define; without a policy, none are checked. */
+export function requireTagsDefined(policy: Policy | undefined, tags: readonly string[]): void {
+  if (policy === undefined) return;
+  const undefinedTags = tags.filter((tag) => !policy.tagOwners.has(tag));
+  if (undefinedTags.length > 0) {
+    throw new WeftError(
+      'BAD_REQUEST',
+      `tags ${undefinedTags.join(', ')} are not defined in the policy's tagOwners`,
+    );
+  }
+}
+
 export function checkTagsForPrincipal(
   principal: Principal,
   policy: Policy | undefined,
   tags: readonly string[],
 ): void {
   if (principal.kind !== 'oauth' || principal.scopes.includes('all')) return;
-  if (policy !== undefined) {
-    const undefinedTags = tags.filter((tag) => !policy.tagOwners.has(tag));
-    if (undefinedTags.length > 0) {
-      throw new WeftError(
-        'BAD_REQUEST',
-        `tags ${undefinedTags.join(', ')} are not defined in the policy's tagOwners`,
-      );
-    }
-  }
+  requireTagsDefined(policy, tags);
   const others = tags.filter((tag) => !principal.tags.includes(tag));
   const denied =
     policy === undefined
