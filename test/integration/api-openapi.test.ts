@@ -5,43 +5,29 @@
  * Also: pagination, HTTP Basic with the key as user name, and the 429 rate limits.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { V1_ROUTES } from '../../src/api/openapi.ts';
-import { parseConfig } from '../../src/config/index.ts';
-import { createLogger } from '../../src/observe/logger.ts';
-import { type RunningServer, startServer } from '../../src/server/server.ts';
+import type { RunningServer } from '../../src/server/server.ts';
 import { NodePublic, PrivateKey } from '../../src/types/keys.ts';
 import { type ControlConnection, connectControl, DEFAULT_CAP_VERSION } from '../harness/control-client.ts';
+import { type InProcessWeft, startInProcessWeft } from '../harness/in-process.ts';
 
-let dir: string;
+let weft: InProcessWeft;
 let running: RunningServer;
 let url: string;
 let apiKey: string;
 let control: ControlConnection | undefined;
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'weft-openapi-'));
-  const config = parseConfig({
-    listen_addr: '127.0.0.1:0',
-    metrics_listen_addr: '',
-    data_dir: dir,
-    derp: { server: { enabled: false }, urls: [] },
-  });
-  const discard = new Writable({ write: (_chunk, _encoding, done) => done() });
-  running = await startServer(config, createLogger({ level: 'warn', format: 'json', destination: discard }));
-  url = `http://${running.httpAddress}`;
+  weft = await startInProcessWeft();
+  ({ running, url } = weft);
   apiKey = (await running.store.apiKeys.create(new Date(Date.now() + 3_600_000))).text;
 });
 
 after(async () => {
   await control?.close();
-  await running?.close();
-  await rm(dir, { recursive: true, force: true });
+  await weft?.close();
 });
 
 type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';

@@ -1,11 +1,15 @@
 /**
  * Secrets never reach the log. One weft process at log level trace goes through everything that handles
  * a secret — pre-auth and API keys created, listed, used by clients and the remote CLI, presented wrongly,
- * sent as Bearer and as Basic, expired — and then its whole output is searched for every secret the test
- * created or presented (the whole text and the random part alone).
+ * sent as Bearer and as Basic, expired; OAuth client secrets and access tokens; auth keys minted through
+ * API v2 — and then its whole output is searched for every secret the test created or presented (the
+ * whole text and the random part alone). OIDC's secrets (client secret, codes, cookies) are checked the
+ * same way in oidc.test.ts, Terraform's in terraform.test.ts.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { NodePublic, PrivateKey } from '../../src/types/keys.ts';
 import { type ControlConnection, connectControl, DEFAULT_CAP_VERSION } from '../harness/control-client.ts';
@@ -53,6 +57,13 @@ async function register(authKey: string): Promise<Record<string, unknown>> {
 
 test('keys created, used and refused never appear in the log', async () => {
   ok(await weft.cli(['users', 'create', 'keeper']));
+  // A policy that lets OAuth clients own tag:ci (Tailscale's rule: minted keys carry tags).
+  const policyFile = join(weft.dataDir, 'policy.hujson');
+  await writeFile(
+    policyFile,
+    JSON.stringify({ tagOwners: { 'tag:ci': [] }, acls: [{ action: 'accept', src: ['*'], dst: ['*:*'] }] }),
+  );
+  ok(await weft.cli(['policy', 'set', policyFile]));
   const single = secret(ok(await weft.cli(['preauthkeys', 'create', '--user', 'keeper'])));
   const reusable = secret(ok(await weft.cli(['preauthkeys', 'create', '--user', 'keeper', '--reusable'])));
   const apiKey = secret(ok(await weft.cli(['apikeys', 'create', '--expiration', '1h'])));
@@ -79,6 +90,36 @@ test('keys created, used and refused never appear in the log', async () => {
     headers: { authorization: `Bearer ${wrongApi}` },
   });
   assert.equal(refused.status, 401);
+
+  // OAuth: a client secret, a token from it (form fields and Basic), a key minted through API v2.
+  const client = JSON.parse(
+    ok(await weft.cli(['oauthclients', 'create', '--scopes', 'all', '--tags', 'tag:ci', '-o', 'json'])),
+  ) as { secret: string };
+  secret(client.secret);
+  const tokenResponse = await fetch(`${weft.url}/api/v2/oauth/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'client_credentials', client_secret: client.secret }),
+  });
+  assert.equal(tokenResponse.status, 200, await tokenResponse.clone().text());
+  const token = secret(((await tokenResponse.json()) as { access_token: string }).access_token);
+  const minted = await fetch(`${weft.url}/api/v2/tailnet/-/keys`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ capabilities: { devices: { create: { reusable: true, tags: ['tag:ci'] } } } }),
+  });
+  assert.equal(minted.status, 200, await minted.clone().text());
+  const mintedKey = secret(((await minted.json()) as { key: string }).key);
+  assert.equal((await register(mintedKey)).MachineAuthorized, true);
+  const badClient = secret(
+    `weft-client-${randomBytes(6).toString('hex')}-${randomBytes(32).toString('hex')}`,
+  );
+  const refusedToken = await fetch(`${weft.url}/api/v2/oauth/token`, {
+    method: 'POST',
+    headers: { authorization: `Basic ${Buffer.from(`id:${badClient}`).toString('base64')}` },
+    body: new URLSearchParams({ grant_type: 'client_credentials' }),
+  });
+  assert.equal(refusedToken.status, 401);
 
   ok(await weft.cli(['preauthkeys', 'expire', fromRemote]));
   ok(await weft.cli(['apikeys', 'expire', apiKey]));

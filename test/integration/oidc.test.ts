@@ -151,15 +151,28 @@ async function setPolicy(weft: WeftServer, text: string): Promise<{ code: number
   return weft.cli(['policy', 'set', file]);
 }
 
+/**
+ * A device `hostname` waiting for its login, and a new browser that opened its AuthURL and signed in on
+ * the provider as `sub`; `page` is what weft answered (the confirmation, or why it refuses).
+ */
+async function signIn(
+  setup: OidcSetup,
+  sub: string,
+  hostname: string,
+): Promise<{ device: PendingDevice; browser: CookieBrowser; page: BrowserPage }> {
+  const device = await pendingDevice(setup.weft, hostname);
+  const browser = new CookieBrowser();
+  const page = await signInThroughProvider(browser, device.authUrl, sub, setup.provider.issuer);
+  return { device, browser, page };
+}
+
 /** Signs in as `sub` and confirms; returns the follow-up's answer and the pages seen. */
 async function logIn(
   setup: OidcSetup,
   sub: string,
   hostname: string,
 ): Promise<{ registered: Json; confirmation: BrowserPage; done: BrowserPage; browser: CookieBrowser }> {
-  const device = await pendingDevice(setup.weft, hostname);
-  const browser = new CookieBrowser();
-  const confirmation = await signInThroughProvider(browser, device.authUrl, sub, setup.provider.issuer);
+  const { device, browser, page: confirmation } = await signIn(setup, sub, hostname);
   assert.equal(confirmation.status, 200, confirmation.html);
   const done = await submitConfirmation(browser, confirmation);
   assert.equal(done.status, 200, done.html);
@@ -254,6 +267,14 @@ describe('OIDC login', () => {
     await setup.weft.waitForLog((e) => e.msg === 'request' && e.method === 'POST' && e.status === 405, 5_000);
     assert.equal(setup.weft.output().includes(code), false, 'the authorization code was logged');
     assert.ok(setup.weft.output().includes('"url":"/oidc/callback"'), 'the callback is logged by its path');
+    // Nor do the client secret, the state, or any cookie weft set (binding, CSRF).
+    const output = setup.weft.output();
+    const state = new URL(callbackUrl).searchParams.get('state');
+    assert.ok(state);
+    const weftCookies = [...browser.cookies(new URL(setup.weft.url).hostname).values()];
+    const secrets = [setup.provider.clientSecret, state, ...weftCookies.map((c) => c.value)];
+    const leaked = secrets.filter((value) => value.length >= 16 && output.includes(value));
+    assert.deepEqual(leaked, [], 'login secrets were logged');
   });
 
   test('the same subject with a changed e-mail logs in as the same user', async () => {
@@ -350,14 +371,7 @@ describe('OIDC login', () => {
 
     test('a wrong or missing CSRF token, or a confirmation for another login', async () => {
       const before = await counts(setup.weft);
-      const device = await pendingDevice(setup.weft, 'csrf-target');
-      const browser = new CookieBrowser();
-      const confirmation = await signInThroughProvider(
-        browser,
-        device.authUrl,
-        'mallory',
-        setup.provider.issuer,
-      );
+      const { browser, page: confirmation } = await signIn(setup, 'mallory', 'csrf-target');
       assert.equal(confirmation.status, 200, confirmation.html);
 
       const wrong = await submitConfirmation(browser, confirmation, { csrf: 'A'.repeat(43) });
@@ -381,14 +395,7 @@ describe('OIDC login', () => {
     });
 
     test('a confirmation is single-use', async () => {
-      const device = await pendingDevice(setup.weft, 'once');
-      const browser = new CookieBrowser();
-      const confirmation = await signInThroughProvider(
-        browser,
-        device.authUrl,
-        'mallory',
-        setup.provider.issuer,
-      );
+      const { device, browser, page: confirmation } = await signIn(setup, 'mallory', 'once');
       const cookies = new Map(browser.cookies('127.0.0.1'));
       const done = await submitConfirmation(browser, confirmation);
       assert.equal(done.status, 200, done.html);
@@ -434,13 +441,7 @@ describe('OIDC allow-lists', () => {
   for (const [sub, why, message] of refusals) {
     test(`${sub} is refused (${why}) and nothing is created`, async () => {
       const before = await counts(setup.weft);
-      const device = await pendingDevice(setup.weft, `${sub}-pc`);
-      const page = await signInThroughProvider(
-        new CookieBrowser(),
-        device.authUrl,
-        sub,
-        setup.provider.issuer,
-      );
+      const { page } = await signIn(setup, sub, `${sub}-pc`);
       assert.equal(page.status, 403, page.html);
       assert.match(page.html, message);
       assert.doesNotMatch(page.html, /<form/);

@@ -5,40 +5,26 @@
  * are limited per address. The API's limits are in api-openapi.test.ts.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
-import { parseConfig } from '../../src/config/index.ts';
 import { DEFAULT_REGISTER_LIMIT } from '../../src/control/plane.ts';
-import { createLogger } from '../../src/observe/logger.ts';
-import { type RunningServer, startServer } from '../../src/server/server.ts';
+import type { RunningServer } from '../../src/server/server.ts';
 import { NodePublic, PrivateKey } from '../../src/types/keys.ts';
 import { type ControlConnection, connectControl, DEFAULT_CAP_VERSION } from '../harness/control-client.ts';
+import { type InProcessWeft, startInProcessWeft } from '../harness/in-process.ts';
 
-let dir: string;
+let weft: InProcessWeft;
 let running: RunningServer;
 let url: string;
 const connections: ControlConnection[] = [];
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'weft-limits-'));
-  const config = parseConfig({
-    listen_addr: '127.0.0.1:0',
-    metrics_listen_addr: '',
-    data_dir: dir,
-    derp: { server: { enabled: false }, urls: [] },
-  });
-  const discard = new Writable({ write: (_chunk, _encoding, done) => done() });
-  running = await startServer(config, createLogger({ level: 'warn', format: 'json', destination: discard }));
-  url = `http://${running.httpAddress}`;
+  weft = await startInProcessWeft();
+  ({ running, url } = weft);
 });
 
 after(async () => {
   await Promise.allSettled(connections.map((c) => c.close()));
-  await running?.close();
-  await rm(dir, { recursive: true, force: true });
+  await weft?.close();
 });
 
 async function register(fields: Record<string, unknown>) {
