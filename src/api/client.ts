@@ -143,8 +143,9 @@ export class ApiClient {
     return this.#call<{ apiKeys: ApiKeyJson[] }>('GET', '/api/v1/apikey').then((r) => r.apiKeys);
   }
 
-  createApiKey(expiration: string): Promise<string> {
-    return this.#call<{ apiKey: string }>('POST', '/api/v1/apikey', { expiration }).then((r) => r.apiKey);
+  createApiKey(expiration: string, user?: string): Promise<string> {
+    const body = user === undefined ? { expiration } : { expiration, user };
+    return this.#call<{ apiKey: string }>('POST', '/api/v1/apikey', body).then((r) => r.apiKey);
   }
 
   expireApiKey(prefix: string): Promise<ApiKeyJson> {

@@ -104,6 +104,7 @@ export const nodeJsonSchema: z.ZodType<NodeJson> = z.strictObject({
 export const apiKeyJsonSchema: z.ZodType<ApiKeyJson> = z.strictObject({
   id,
   prefix: z.string(),
+  user: userJsonSchema.nullable().describe('whose untagged auth keys it mints through API v2'),
   expiration: timestamp,
   createdAt: timestamp,
   lastSeen: timestamp.nullable(),

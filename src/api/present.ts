@@ -77,10 +77,11 @@ export function nodeJson(
   };
 }
 
-export function apiKeyJson(key: ApiKey): ApiKeyJson {
+export function apiKeyJson(key: ApiKey, owner: User | undefined): ApiKeyJson {
   return {
     id: String(key.id),
     prefix: tokenLabel('api', key.prefix),
+    user: owner ? userJson(owner) : null,
     expiration: key.expiration.toISOString(),
     createdAt: key.createdAt.toISOString(),
     lastSeen: key.lastSeen?.toISOString() ?? null,

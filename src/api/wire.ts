@@ -78,6 +78,8 @@ export interface NodeJson {
 export interface ApiKeyJson {
   id: string;
   prefix: string;
+  /** Whose untagged auth keys it mints through API v2; null: nobody's (it can mint tagged keys only). */
+  user: UserJson | null;
   expiration: string;
   createdAt: string;
   lastSeen: string | null;
@@ -217,7 +219,7 @@ export const expireNodeBody = z.strictObject({ expiry: z.union([timestamp, z.nul
 /** The new name is checked by the tailnet (DNS label rules, uniqueness), so it gives the one message. */
 export const renameNodeParams = z.strictObject({ id: idSchema, newName: z.string().min(1) });
 
-export const createApiKeyBody = z.strictObject({ expiration: timestamp });
+export const createApiKeyBody = z.strictObject({ expiration: timestamp, user: idSchema.optional() });
 
 // ---- interactive logins ----
 

@@ -212,6 +212,14 @@ const userGroups: MigrationStep = async (db) => {
 };
 
 /** Ordered by name; append only. */
+/** API keys may belong to a user: auth keys they mint without tags (API v2) are that user's. */
+const apiKeyOwner: MigrationStep = async (db, t) => {
+  await db.schema
+    .alterTable('api_keys')
+    .addColumn('user_id', t.reference, (c) => c.references('users.id').onDelete('set null'))
+    .execute();
+};
+
 const MIGRATIONS: ReadonlyArray<[name: string, up: MigrationStep]> = [
   ['0001_initial_schema', initialSchema],
   ['0002_policy_author', policyAuthor],
@@ -219,6 +227,7 @@ const MIGRATIONS: ReadonlyArray<[name: string, up: MigrationStep]> = [
   ['0004_device_approval', deviceApproval],
   ['0005_user_groups', userGroups],
   ['0006_oauth_clients', oauthClients],
+  ['0007_api_key_owner', apiKeyOwner],
 ];
 
 export const MIGRATION_NAMES: readonly string[] = MIGRATIONS.map(([name]) => name);

@@ -64,6 +64,8 @@ export interface PreAuthKey {
 export interface ApiKey {
   id: number;
   prefix: string;
+  /** Whose untagged auth keys it mints through API v2 (Tailscale's keys belong to a user); null: nobody's. */
+  userId: number | null;
   expiration: Date;
   lastSeen: Date | null;
   createdAt: Date;

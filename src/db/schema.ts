@@ -80,6 +80,8 @@ export interface ApiKeysTable {
   id: Generated<number>;
   prefix: string;
   hash: string;
+  /** The user untagged auth keys minted with this key (API v2) belong to; null: none. */
+  user_id: number | null;
   expiration: Timestamp;
   last_seen: NullableTimestamp;
   created_at: Timestamp;

@@ -603,6 +603,26 @@ describe('authentication', () => {
     assertProblem(afterExpiry, 401, 'UNAUTHENTICATED', /expired/);
   });
 
+  test('an API key may belong to a user; an unknown user creates no key', async () => {
+    const owner = (await local('POST', '/api/v1/user', { name: 'keyowner' })).json().user;
+    const before = (await local('GET', '/api/v1/apikey')).json().apiKeys.length;
+    assertProblem(
+      await local('POST', '/api/v1/apikey', { expiration: inAnHour(), user: '999999' }),
+      404,
+      'USER_NOT_FOUND',
+    );
+    assert.equal((await local('GET', '/api/v1/apikey')).json().apiKeys.length, before);
+    const apiKey = (await local('POST', '/api/v1/apikey', { expiration: inAnHour(), user: owner.id })).json()
+      .apiKey;
+    const listed = (await local('GET', '/api/v1/apikey')).json().apiKeys;
+    const mine = listed.find((k: { prefix: string }) => apiKey.startsWith(k.prefix));
+    assert.equal(mine.user.name, 'keyowner');
+    assert.ok(
+      listed.some((k: { user: unknown }) => k.user === null),
+      'keys without a user say null',
+    );
+  });
+
   test('/health needs no key', async () => {
     assert.equal((await app.inject({ method: 'GET', url: '/health' })).statusCode, 200);
   });

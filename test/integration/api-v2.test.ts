@@ -508,7 +508,7 @@ describe('API v2 keys', () => {
     assertV2Error(
       await call('/tailnet/-/keys', { method: 'POST', body }),
       400,
-      /weft API keys belong to no user/,
+      /this API key belongs to no user: create the API key with `weft apikeys create --user NAME`/,
     );
     const created = json(
       await call('/tailnet/-/keys', { method: 'POST', body: { ...body, userId: String(ids.alice) } }),
@@ -516,6 +516,24 @@ describe('API v2 keys', () => {
     assert.equal(created.expirySeconds, 90 * 24 * 3600);
     assert.equal(created.userId, String(ids.alice));
     assertV2Error(await call('/tailnet/-/keys', { method: 'POST', body: { ...body, userId: '999' } }), 404);
+  });
+
+  test("an API key with a user mints that user's untagged keys, as Tailscale's user-owned API keys do", async () => {
+    const owned = (await store.apiKeys.create(new Date(clock + HOUR), new Date(clock), ids.alice)).text;
+    const body = { capabilities: { devices: { create: { reusable: true } } } };
+    const created = json(await call('/tailnet/-/keys', { method: 'POST', body, auth: `Bearer ${owned}` }));
+    assert.equal(created.userId, String(ids.alice));
+    const key = await store.preAuthKeys.check(String(created.key), new Date(clock));
+    assert.ok(key.ok && key.key.userId === ids.alice && key.key.tags.length === 0);
+    // Tagged keys stay the tags' even from an owned API key.
+    const tagged = json(
+      await call('/tailnet/-/keys', {
+        method: 'POST',
+        body: { capabilities: { devices: { create: { tags: ['tag:ci'] } } } },
+        auth: `Bearer ${owned}`,
+      }),
+    );
+    assert.equal(tagged.userId, undefined);
   });
 
   test('bad keys are refused and create nothing', async () => {

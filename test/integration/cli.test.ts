@@ -274,6 +274,16 @@ describe('weft CLI against a running server (SQLite)', () => {
       /http:\/\/ or https:\/\//,
     );
 
+    // A key for a user: listed with its user; an unknown user is refused and creates nothing.
+    const owned = ok(
+      await remote(['apikeys', 'create', '--user', 'erin', '--server', weft.url, '--api-key', apiKey]),
+    );
+    const keys = JSON.parse(ok(await weft.cli(['apikeys', 'list', '-o', 'json'])));
+    const listedOwned = keys.find((k: { prefix: string }) => owned.startsWith(k.prefix));
+    assert.equal(listedOwned?.user?.name, 'erin');
+    refused(await weft.cli(['apikeys', 'create', '--user', 'nobody']), 1, /nobody/);
+    assert.equal(JSON.parse(ok(await weft.cli(['apikeys', 'list', '-o', 'json']))).length, keys.length);
+
     ok(await weft.cli(['apikeys', 'expire', apiKey.slice(0, 'weft-api-'.length + 12)]));
     refused(
       await remote(['users', 'list', '--server', weft.url, '--api-key', apiKey]),

@@ -36,7 +36,7 @@ export function registerOAuthClientRoutes(
   api.post('/oauthclient', async (request) => {
     const body = parseInput(createOAuthClientBody, request.body, 'body');
     context.limitKeyCreation(request);
-    const principal = { kind: 'admin' as const, caller: context.callerOf(request) };
+    const principal = { kind: 'admin' as const, caller: context.callerOf(request), owner: null };
     const { client, secret } = await createOAuthClient(store, principal, policy?.current.policy, body, now());
     return { oauthClient: oauthClientJson(client), secret };
   });

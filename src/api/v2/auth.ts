@@ -16,7 +16,8 @@ import type { ApiRateLimits } from '../rate-limits.ts';
 import { grants, type Scope } from './scopes.ts';
 
 export type Principal =
-  | { kind: 'admin'; caller: string }
+  /** `owner`: the API key's user, whose untagged auth keys it mints (null: the key has none). */
+  | { kind: 'admin'; caller: string; owner: number | null }
   | { kind: 'oauth'; caller: string; clientId: string; scopes: string[]; tags: string[] };
 
 const OAUTH_TOKEN_START = 'weft-oauth-';
@@ -30,7 +31,7 @@ export interface AuthContext {
 }
 
 export async function authenticate(context: AuthContext, request: FastifyRequest): Promise<Principal> {
-  if (context.isLocalAdmin(request.raw)) return { kind: 'admin', caller: 'local admin' };
+  if (context.isLocalAdmin(request.raw)) return { kind: 'admin', caller: 'local admin', owner: null };
   return authenticateCredential(
     request,
     context.rateLimits.authFailures,
@@ -57,7 +58,7 @@ async function principalFor(context: AuthContext, credential: string): Promise<P
     };
   }
   const key = await context.store.apiKeys.authenticate(credential, now);
-  return key === undefined ? undefined : { kind: 'admin', caller: `apikey:${key.prefix}` };
+  return key === undefined ? undefined : { kind: 'admin', caller: `apikey:${key.prefix}`, owner: key.userId };
 }
 
 /** True when the principal may use an endpoint that needs `scope`. */

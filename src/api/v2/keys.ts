@@ -231,10 +231,12 @@ async function createAuthKey(
   if (tags.length > 0 && body.userId !== undefined) {
     throw new WeftError('BAD_REQUEST', 'a tagged key belongs to its tags; leave out userId');
   }
-  if (tags.length === 0 && body.userId === undefined) {
+  // As in Tailscale, an untagged key is its creator's: the API key's user (weft apikeys create --user).
+  const ownerId = body.userId ?? (principal.kind === 'admin' ? principal.owner : null);
+  if (tags.length === 0 && (ownerId === null || ownerId === undefined)) {
     throw new WeftError(
       'BAD_REQUEST',
-      'an untagged key registers devices for a user, and weft API keys belong to no user: give the key tags (capabilities.devices.create.tags) or a userId',
+      'an untagged key registers devices for a user, and this API key belongs to no user: create the API key with `weft apikeys create --user NAME`, or give the key tags (capabilities.devices.create.tags)',
     );
   }
   requireTagsDefined(policy, tags);
@@ -245,7 +247,10 @@ async function createAuthKey(
       ? DEFAULT_EXPIRY_SECONDS
       : body.expirySeconds;
   const created = await context.store.transaction(async (repos) => {
-    const userId = body.userId === undefined ? null : (await repos.users.getById(Number(body.userId))).id;
+    const userId =
+      tags.length > 0 || ownerId === null || ownerId === undefined
+        ? null
+        : (await repos.users.getById(Number(ownerId))).id;
     const fields = {
       userId,
       reusable: create?.reusable ?? false,

@@ -3,6 +3,7 @@ import { Command } from '@commander-js/extra-typings';
 import { durationArgument } from '../arguments.ts';
 import type { Connect } from '../connect.ts';
 import { formatTime, outputOption, printJson, printResult, printTable } from '../output.ts';
+import { userByName } from './users.ts';
 
 const NINETY_DAYS_MS = 90 * 24 * 3_600_000;
 
@@ -20,10 +21,17 @@ export function apiKeysCommand(connect: Connect): Command {
       durationArgument,
       NINETY_DAYS_MS,
     )
+    .option(
+      '-u, --user <name>',
+      'the user that untagged auth keys made with this key through API v2 (Terraform, the Go client) belong to',
+    )
     .addOption(outputOption())
     .action(async (options, command) => {
-      const key = await connect(command).createApiKey(
+      const client = connect(command);
+      const owner = options.user === undefined ? undefined : await userByName(client, options.user);
+      const key = await client.createApiKey(
         new Date(Date.now() + options.expiration).toISOString(),
+        owner?.id,
       );
       printResult(options, { apiKey: key }, key);
     });
@@ -37,10 +45,11 @@ export function apiKeysCommand(connect: Connect): Command {
       const list = await connect(command).listApiKeys();
       if (options.output === 'json') return printJson(list);
       printTable(
-        ['ID', 'PREFIX', 'EXPIRATION', 'LAST SEEN', 'CREATED'],
+        ['ID', 'PREFIX', 'USER', 'EXPIRATION', 'LAST SEEN', 'CREATED'],
         list.map((k) => [
           k.id,
           k.prefix,
+          k.user?.name ?? '-',
           formatTime(k.expiration, { markPast: true }),
           formatTime(k.lastSeen),
           formatTime(k.createdAt),

@@ -12,6 +12,7 @@ function toApiKey(row: Selectable<ApiKeysTable>): ApiKey {
   return {
     id: row.id,
     prefix: row.prefix,
+    userId: row.user_id,
     expiration: toDate(row.expiration),
     lastSeen: toDateOrNull(row.last_seen),
     createdAt: toDate(row.created_at),
@@ -25,11 +26,22 @@ export class ApiKeyRepository {
     this.#db = db;
   }
 
-  async create(expiration: Date, now = new Date()): Promise<{ key: ApiKey; text: string }> {
+  async create(
+    expiration: Date,
+    now = new Date(),
+    userId: number | null = null,
+  ): Promise<{ key: ApiKey; text: string }> {
     const [row, text] = await insertMinted('api', (token) =>
       this.#db
         .insertInto('api_keys')
-        .values({ prefix: token.prefix, hash: token.hash, expiration, last_seen: null, created_at: now })
+        .values({
+          prefix: token.prefix,
+          hash: token.hash,
+          user_id: userId,
+          expiration,
+          last_seen: null,
+          created_at: now,
+        })
         .returningAll()
         .executeTakeFirstOrThrow(),
     );
