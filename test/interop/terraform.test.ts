@@ -33,6 +33,8 @@ const TERRAFORM_TIMEOUT_MS = 120_000;
 /** A port nothing listens on: the proxy for anything Terraform might try to fetch from outside. */
 const DEAD_PROXY = 'http://127.0.0.1:9';
 const TAG = 'tag:terraform-ci';
+/** The user the API key belongs to, and with it every untagged key Terraform mints. */
+const OWNER = 'terraform-owner';
 
 type Tools = { dir: string } | { cannotBuild: string };
 
@@ -97,6 +99,16 @@ resource "tailscale_tailnet_key" "ci" {
   description   = "terraform interop"
   # The tag must be owned in the policy before a key may carry it.
   depends_on = [tailscale_acl.policy]
+}
+
+# No tags: the key belongs to the API key's user (weft apikeys create --user), as in Tailscale.
+resource "tailscale_tailnet_key" "personal" {
+  expiry      = 3600
+  description = "terraform personal"
+}
+
+output "personal_key_id" {
+  value = tailscale_tailnet_key.personal.id
 }
 
 output "key_id" {
@@ -173,6 +185,7 @@ type V1PreAuthKey = {
   ephemeral: boolean;
   aclTags: string[];
   expiration: string;
+  user: { name: string } | null;
 };
 
 async function v1Get<T>(weft: WeftServer, apiKey: string, path: string): Promise<T> {
@@ -215,7 +228,8 @@ async function registerWith(weft: WeftServer, authKey: string, hostname: string)
 }
 
 async function createApiKey(weft: WeftServer): Promise<string> {
-  const created = await weft.cli(['apikeys', 'create', '-o', 'json']);
+  assert.equal((await weft.cli(['users', 'create', OWNER])).code, 0);
+  const created = await weft.cli(['apikeys', 'create', '--user', OWNER, '-o', 'json']);
   assert.equal(created.code, 0, `weft apikeys create failed: ${created.stderr}`);
   return (JSON.parse(created.stdout) as { apiKey: string }).apiKey;
 }
@@ -243,7 +257,7 @@ test('Terraform with the official Tailscale provider manages weft', async (t) =>
   await t.test('the first apply on a fresh weft creates the policy and the auth key', async () => {
     await workspace.writeConfig(mainTf(weft.url, aclHujson('first')));
     const out = await workspace.ok(['apply', '-auto-approve', '-no-color']);
-    assert.match(out, /Apply complete! Resources: 2 added, 0 changed, 0 destroyed\./);
+    assert.match(out, /Apply complete! Resources: 3 added, 0 changed, 0 destroyed\./);
 
     const policy = await policyText(weft, apiKey);
     assert.match(policy, /\/\/ managed by terraform: first/, 'stored as sent, comment and all');
@@ -257,6 +271,12 @@ test('Terraform with the official Tailscale provider manages weft', async (t) =>
     assert.deepEqual(key.aclTags, [TAG]);
     const lifetimeS = (Date.parse(key.expiration) - Date.now()) / 1000;
     assert.ok(lifetimeS > 3_500 && lifetimeS <= 3_600, `expiry 3600 s, got ${lifetimeS} s left`);
+
+    const personalId = (await workspace.ok(['output', '-raw', 'personal_key_id'])).trim();
+    const personal = (await preAuthKeys(weft, apiKey)).find((k) => k.id === personalId);
+    assert.ok(personal, `pre-auth key ${personalId} exists in weft`);
+    assert.deepEqual(personal.aclTags, []);
+    assert.equal(personal.user?.name, OWNER, "an untagged key is the API key's user's");
   });
 
   await t.test('the key Terraform minted registers a tagged, authorized node', async () => {
@@ -285,7 +305,7 @@ test('Terraform with the official Tailscale provider manages weft', async (t) =>
 
   await t.test('destroy deletes the key and puts the default policy back', async () => {
     const out = await workspace.ok(['destroy', '-auto-approve', '-no-color']);
-    assert.match(out, /Destroy complete! Resources: 2 destroyed\./);
+    assert.match(out, /Destroy complete! Resources: 3 destroyed\./);
     assert.equal(
       (await preAuthKeys(weft, apiKey)).find((k) => k.id === keyId),
       undefined,
@@ -293,6 +313,18 @@ test('Terraform with the official Tailscale provider manages weft', async (t) =>
     );
     assert.equal(await policyText(weft, apiKey), defaultPolicy);
   });
+
+  await t.test(
+    'after a destroy, apply creates everything again (a reset policy counts as the default)',
+    async () => {
+      await workspace.writeConfig(mainTf(weft.url, aclHujson('again')));
+      const out = await workspace.ok(['apply', '-auto-approve', '-no-color']);
+      assert.match(out, /Apply complete! Resources: 3 added, 0 changed, 0 destroyed\./);
+      assert.match(await policyText(weft, apiKey), /\/\/ managed by terraform: again/);
+      await workspace.ok(['destroy', '-auto-approve', '-no-color']);
+      assert.equal(await policyText(weft, apiKey), defaultPolicy);
+    },
+  );
 
   await t.test('a create never overwrites a policy someone else set (If-Match "ts-default")', async () => {
     const custom = `{\n  // set by an admin, not by terraform\n  "acls": [{ "action": "accept", "src": ["*"], "dst": ["*:22"] }],\n}\n`;
