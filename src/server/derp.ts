@@ -37,10 +37,14 @@ export interface EmbeddedDerp {
 /** derper reads at most 4 KiB of a verify response; the request is as small. */
 const VERIFY_BODY_LIMIT = 4096;
 
-/** A node key may use the relay while its node is registered and not expired. */
+/**
+ * A node key may use the relay while its node is registered, not expired, and approved (a node waiting
+ * for device approval is not in the tailnet yet: it has no peers to relay to, and none may reach it).
+ */
 export function isAdmitted(tailnet: Tailnet, key: NodePublic): boolean {
   const node = tailnet.nodeByKey(key);
-  return node !== undefined && !isExpired(node, tailnet.now());
+  if (node === undefined || !node.authorized) return false;
+  return !isExpired(node, tailnet.now());
 }
 
 export async function startEmbeddedDerp(
@@ -123,6 +127,7 @@ function revokeOnChange(tailnet: Tailnet, server: DerpServer): () => void {
     if (previous !== undefined && previous !== node.nodeKey) server.closeClient(previous, 'node key rotated');
     if (change.kind === 'updated' && isExpired(node, tailnet.now()))
       server.closeClient(node.nodeKey, 'node expired');
+    if (change.kind === 'updated' && !node.authorized) server.closeClient(node.nodeKey, 'node de-authorized');
   });
 }
 

@@ -650,8 +650,19 @@ describe('device approval (node.device_approval: true)', () => {
     const byKey = await keyed.register({ Auth: { AuthKey: await keyFor(weft.alice, false) } });
     assert.equal(byKey.MachineAuthorized, false);
 
+    // Nor may it use the relay (derper --verify-client-url, and the embedded relay's own admission).
+    const verify = async () => {
+      const res = await fetch(`${weft.url}/verify`, {
+        method: 'POST',
+        body: JSON.stringify({ NodePublic: newcomer.nodeKey.publicKey, Source: '127.0.0.1' }),
+      });
+      return ((await res.json()) as { Allow: boolean }).Allow;
+    };
+    assert.equal(await verify(), false, 'an unapproved node may not use DERP');
+
     const approved = await weft.api.approveNode(registered.id);
     assert.equal(approved.authorized, true);
+    assert.equal(await verify(), true, 'an approved node may');
     const selfUpdate = await newcomerMap.stream.next(WAIT.timeoutMs);
     const delta = selfUpdate.message;
     const insiderNode = weft.running.tailnet.nodeByKey(insider.nodeKey.publicKey);
