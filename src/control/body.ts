@@ -60,6 +60,7 @@ export function readBody(
       stream.off('end', onEnd);
       stream.off('error', onError);
       stream.off('aborted', onAborted);
+      stream.off('close', onClose);
       if (error === undefined) return resolve(Buffer.concat(chunks, size));
       chunks.length = 0;
       stream.pause();
@@ -78,11 +79,16 @@ export function readBody(
     const onEnd = () => finish();
     const onError = () => finish(new BodyError(400, 'the request stream failed'));
     const onAborted = () => finish(new BodyError(400, 'the client aborted the request'));
+    const onClose = () => finish(new BodyError(400, 'the stream closed before the body was complete'));
     const timer = setTimeout(
       () => finish(new BodyError(408, `request body not received within ${BODY_TIMEOUT_MS / 1000} s`)),
       BODY_TIMEOUT_MS,
     );
+    // The stream keeps the process alive while it is open; the deadline alone must not (a stop would
+    // otherwise wait for it). A stream closed under the read (its session destroyed) ends the read too.
+    timer.unref();
     stream.on('data', onData);
+    stream.on('close', onClose);
     stream.on('end', onEnd);
     stream.on('error', onError);
     stream.on('aborted', onAborted);

@@ -210,6 +210,8 @@ export class DerpServer {
       () => fail(new DerpError('timeout', 'no ClientInfo within the handshake timeout')),
       this.#options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
     );
+    // Only bounds the handshake: the stream itself keeps the process alive, the deadline must not.
+    timer.unref();
     let conn: ClientConn | undefined;
     const fail = (err: Error) => {
       clearTimeout(timer);
