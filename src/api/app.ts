@@ -22,6 +22,7 @@ import type { PendingLogins } from '../state/logins.ts';
 import type { PolicyStore } from '../state/policy.ts';
 import type { Tailnet } from '../state/tailnet.ts';
 import { WeftError } from '../types/errors.ts';
+import type { TrustedProxies } from '../util/forwarded.ts';
 import { authenticateCredential } from './credentials.ts';
 import { openApiDocument } from './openapi.ts';
 import { problemFor } from './problems.ts';
@@ -70,6 +71,8 @@ export interface ApiDependencies {
   rateLimits?: ApiRateLimits;
   /** weft's version, shown in the OpenAPI document. */
   version?: string;
+  /** Reverse proxies whose X-Forwarded-For names the client (`trusted_proxies`): request.ip is then it. */
+  trustedProxies?: TrustedProxies;
 }
 
 export const DEFAULT_BASE_DOMAIN = 'tailnet.internal';
@@ -103,6 +106,9 @@ export function createApiApp(deps: ApiDependencies): FastifyInstance {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: API_BODY_LIMIT,
     return503OnClosing: true,
+    ...(deps.trustedProxies !== undefined && !deps.trustedProxies.empty
+      ? { trustProxy: (address: string) => deps.trustedProxies?.has(address) === true }
+      : {}),
     ...(deps.https !== undefined ? { https: deps.https } : {}),
   });
   const callers = new WeakMap<FastifyRequest, string>();
@@ -223,13 +229,18 @@ async function authenticate(
  */
 export function loggableUrl(url: string): string {
   const query = url.indexOf('?');
-  if (query === -1) return url;
+  // A pending login's id is a capability while the login waits (with OIDC, whoever opens its page
+  // first may finish it): the log keeps only the route.
+  const path = (query === -1 ? url : url.slice(0, query)).replace(LOGIN_PAGE, '$1[redacted]');
+  if (query === -1) return path;
   const params = new URLSearchParams(url.slice(query + 1));
   for (const name of new Set(params.keys())) {
     if (SECRET_QUERY.test(name)) params.set(name, '[redacted]');
   }
-  return `${url.slice(0, query)}?${params.toString().replaceAll('%5Bredacted%5D', '[redacted]')}`;
+  return `${path}?${params.toString().replaceAll('%5Bredacted%5D', '[redacted]')}`;
 }
+
+const LOGIN_PAGE = /^(\/register\/(?:confirm\/)?)[^/]+/;
 
 const SECRET_QUERY = /code|state|token|key|secret|password|nonce|session|assertion/i;
 
@@ -243,7 +254,7 @@ function observeResponse(deps: ApiDependencies, request: FastifyRequest, reply: 
     (request.routeOptions.config as { logWithoutQuery?: boolean }).logWithoutQuery === true;
   const line = {
     method: request.method,
-    url: withoutQuery ? pathOf(request.url) : loggableUrl(request.url),
+    url: loggableUrl(withoutQuery ? pathOf(request.url) : request.url),
     status: reply.statusCode,
     ms: Math.round(reply.elapsedTime),
   };

@@ -36,4 +36,7 @@ test('request URLs are logged without secret query values', async () => {
     loggableUrl('/x?access_token=t&pageToken=p'),
     '/x?access_token=[redacted]&pageToken=[redacted]',
   );
+  assert.equal(loggableUrl('/register/weft-login-0123456789abcdef01234567'), '/register/[redacted]');
+  assert.equal(loggableUrl('/register/confirm/weft-login-0123?x=1'), '/register/confirm/[redacted]?x=1');
+  assert.equal(loggableUrl('/api/v1/node/3'), '/api/v1/node/3');
 });

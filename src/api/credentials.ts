@@ -5,7 +5,7 @@
  */
 import type { FastifyRequest } from 'fastify';
 import { WeftError } from '../types/errors.ts';
-import type { RateLimiter } from '../util/rate-limit.ts';
+import { addressKey, type RateLimiter } from '../util/rate-limit.ts';
 import { enforce } from './rate-limits.ts';
 
 export type Presented = { ok: true; secret: string } | { ok: false; reason: 'missing' | 'malformed' };
@@ -33,10 +33,12 @@ export interface CredentialMessages {
 }
 
 /**
- * Whom the request's credential belongs to, as `identify` finds it. Failures are charged per remote
- * address to `failures` (a malformed header or an unknown credential, not a missing one, which is a
- * client that has not tried yet), and an address past its limit gets RATE_LIMITED before any lookup, so
- * guessing credentials stays slow. Throws UNAUTHENTICATED otherwise.
+ * Whom the request's credential belongs to, as `identify` finds it. A good credential always works:
+ * secrets are 256 random bits, so there is nothing to guess, and refusing good keys would let a
+ * stranger sharing an address (a NAT, a proxy) lock everyone out. Failures — a malformed header or an
+ * unknown credential, not a missing one (a client that has not tried yet) — are charged per address
+ * (IPv6 per /64) to `failures`, each charged as it happens, so parallel attempts cannot slip past; past
+ * the limit they are answered RATE_LIMITED with Retry-After instead of UNAUTHENTICATED.
  */
 export async function authenticateCredential<Caller>(
   request: FastifyRequest,
@@ -44,16 +46,25 @@ export async function authenticateCredential<Caller>(
   identify: (secret: string) => Promise<Caller | undefined>,
   messages: CredentialMessages,
 ): Promise<Caller> {
-  enforce(failures.check(request.ip), 'failed authentications from this address');
   const presented = presentedSecret(request.headers.authorization);
   if (!presented.ok) {
-    if (presented.reason === 'malformed') failures.charge(request.ip);
+    if (presented.reason === 'malformed') failed(request, failures);
     throw new WeftError('UNAUTHENTICATED', messages.missing);
   }
   const caller = await identify(presented.secret);
   if (caller === undefined) {
-    failures.charge(request.ip);
+    failed(request, failures);
     throw new WeftError('UNAUTHENTICATED', messages.unknown);
   }
   return caller;
+}
+
+/** Spends a token of the request's address; RATE_LIMITED when it had none left. */
+function failed(request: FastifyRequest, failures: RateLimiter): void {
+  const key = addressKey(request.ip);
+  const decision = failures.take(key);
+  if (!decision.ok) {
+    failures.charge(key);
+    enforce(decision, 'failed authentications from this address');
+  }
 }

@@ -7,14 +7,17 @@
  *                                          browser-binding secret goes into a cookie, and the browser
  *                                          is sent to the provider.
  *   2. callback  GET /oidc/callback         the state must be known and unused and the binding cookie
- *                                          must match it (a link finished in another browser fails);
+ *                                          must match it (a link finished in another browser fails,
+ *                                          leaving the state to the browser that started the login);
  *                                          the code is exchanged (PKCE), the ID token checked (nonce),
  *                                          userinfo read, the allow-lists applied. Nothing is written:
  *                                          the person sees a confirmation page naming the device and
  *                                          the account it will join, with a CSRF token (form + cookie).
  *   3. confirm   POST /register/confirm/<id>  the token must match; the user is created or matched by
  *                                          `<issuer>/<sub>` (never by e-mail alone) and the login is
- *                                          completed through `Logins.complete`.
+ *                                          completed through `Logins.complete`. With
+ *                                          use_expiry_from_token, an ID token less than a minute from
+ *                                          its expiry is refused here (and at step 2) instead.
  *
  * The confirmation step is Headscale ≥0.29's defence against "open this link": without it, anyone could
  * send a victim their own AuthURL, and the victim's silent IdP login would put the sender's machine
@@ -44,6 +47,12 @@ export const CONFIRM_PATH_PREFIX = '/register/confirm/';
 /** How long a person has at the provider, and on the confirmation page. */
 const AUTH_REQUEST_TTL_MS = 10 * 60_000;
 const CONFIRMATION_TTL_MS = 5 * 60_000;
+/**
+ * With use_expiry_from_token: the least time the ID token must still have when the login is confirmed.
+ * The person may take up to CONFIRMATION_TTL_MS to confirm; a node registered with a key that expires
+ * at once (or within seconds) would only be thrown out again.
+ */
+const MIN_TOKEN_LIFETIME_MS = 60_000;
 /** Logins in flight at once; beyond this the oldest is forgotten (see SingleUseStore). */
 const MAX_IN_FLIGHT = 1024;
 /** Seconds an HTTP request to the provider may take (discovery, token, userinfo, JWKS). */
@@ -201,13 +210,15 @@ export class OidcLogin {
   async callback(query: string, cookieHeader: string | undefined): Promise<ConfirmationView> {
     const params = new URLSearchParams(query);
     const state = params.get('state') ?? '';
-    const request = state === '' ? undefined : this.#authRequests.take(state);
+    const request = state === '' ? undefined : this.#authRequests.peek(state);
     if (request === undefined) {
       throw new WeftError(
         'OIDC_STATE_INVALID',
         'This login response is unknown, was already used, or has expired; run tailscale up again to get a new link.',
       );
     }
+    // The binding first: the callback opened in another browser must not use up the state, or the
+    // browser that started the login could no longer finish it.
     const cookieName = bindingCookieName(state);
     const binding = parseCookies(cookieHeader).get(cookieName);
     if (binding === undefined || !timingSafeEqual(sha256(binding), request.bindingHash)) {
@@ -216,6 +227,8 @@ export class OidcLogin {
         'This login was started in another browser (or cookies are blocked); open the login link from tailscale up in this browser.',
       );
     }
+    // Single use from here on (no await since the peek): a replay finds the state gone.
+    this.#authRequests.take(state);
     const pending = this.pendingLogin(request.loginId);
     const { identity, tokenExpiry } = await this.#exchange(query, state, request);
     const refusal = refusalFor(identity, this.#options.config);
@@ -223,13 +236,11 @@ export class OidcLogin {
       this.#options.log.info({ provider_id: identity.providerId }, 'OIDC login refused by the allow-lists');
       throw new WeftError('OIDC_NOT_ALLOWED', refusal);
     }
+    const expiry = this.#options.config.use_expiry_from_token ? tokenExpiry : undefined;
+    this.#refuseExpiringToken(expiry, request.loginId);
     const plan = await this.#planUser(identity);
     const csrfToken = randomToken();
-    this.#confirmations.put(csrfToken, {
-      loginId: request.loginId,
-      identity,
-      expiry: this.#options.config.use_expiry_from_token ? tokenExpiry : undefined,
-    });
+    this.#confirmations.put(csrfToken, { loginId: request.loginId, identity, expiry });
     return {
       loginId: request.loginId,
       csrfToken,
@@ -269,6 +280,7 @@ export class OidcLogin {
       );
     }
     const pending = this.pendingLogin(loginId);
+    this.#refuseExpiringToken(confirmation.expiry, loginId);
     const user = await this.#resolveUser(confirmation.identity);
     if (this.#options.config.policy_groups && this.#options.groupsChanged !== undefined) {
       await this.#options.groupsChanged(user.id, confirmation.identity.groups);
@@ -289,6 +301,25 @@ export class OidcLogin {
       hostname: pending.hostinfo.Hostname ?? '',
       setCookies: [clearCookie(CONFIRM_COOKIE, `${CONFIRM_PATH_PREFIX}${loginId}`, this.#secureCookies)],
     };
+  }
+
+  /**
+   * With use_expiry_from_token the node's key expires with the ID token: one that has passed, or is less
+   * than a minute away, is refused (OIDC_LOGIN_EXPIRED) before anything changes, and the pending login
+   * stays, so the person can open its link again and get a fresh token.
+   */
+  #refuseExpiringToken(expiry: Date | undefined, loginId: string): void {
+    if (expiry === undefined) return;
+    const now = this.#options.now?.() ?? Date.now();
+    if (expiry.getTime() - now >= MIN_TOKEN_LIFETIME_MS) return;
+    this.#options.log.info(
+      { login_id: loginId, token_expiry: expiry.toISOString() },
+      'OIDC login refused: the ID token expires within a minute (use_expiry_from_token)',
+    );
+    throw new WeftError(
+      'OIDC_LOGIN_EXPIRED',
+      "The identity provider's login has expired; start again: open the login link from tailscale up in this browser.",
+    );
   }
 
   /** The code exchange (PKCE, state, nonce, ID token signature and claims) and userinfo. */

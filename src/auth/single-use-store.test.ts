@@ -16,6 +16,20 @@ describe('SingleUseStore', () => {
     assert.equal(s.take('unknown'), undefined);
   });
 
+  test('peek shows a live value without taking it', () => {
+    const { clock, store: s } = store();
+    s.put('k', 'v');
+    assert.equal(s.peek('k'), 'v');
+    assert.equal(s.peek('k'), 'v');
+    assert.equal(s.take('k'), 'v');
+    assert.equal(s.peek('k'), undefined);
+    assert.equal(s.peek('unknown'), undefined);
+    s.put('old', 'o');
+    clock.now = 1_000;
+    assert.equal(s.peek('old'), undefined);
+    assert.equal(s.size, 0, 'an expired entry goes when peeked at');
+  });
+
   test('an expired value is gone', () => {
     const { clock, store: s } = store();
     s.put('k', 'v');

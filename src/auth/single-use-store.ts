@@ -44,6 +44,18 @@ export class SingleUseStore<T> {
     this.#entries.set(key, { value, expiresAt: this.#now() + this.#ttlMs });
   }
 
+  /**
+   * The value, left in place (to check it before taking it); undefined when unknown, already taken, or
+   * expired. Between a peek and its take the caller must not await, or another caller may take it first.
+   */
+  peek(key: string): T | undefined {
+    const entry = this.#entries.get(key);
+    if (entry === undefined) return undefined;
+    if (entry.expiresAt > this.#now()) return entry.value;
+    this.#entries.delete(key);
+    return undefined;
+  }
+
   /** Removes and returns the value; undefined when unknown, already taken, or expired. */
   take(key: string): T | undefined {
     const entry = this.#entries.get(key);

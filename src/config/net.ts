@@ -89,6 +89,15 @@ export function resolverProblem(text: string): string | undefined {
 
 export type IpFamily = 4 | 6;
 
+/** A proxy weft may believe about the client's address: an IP address or a CIDR prefix of either family. */
+export function trustedProxyProblem(text: string): string | undefined {
+  if (isIpAddress(text)) return undefined;
+  const address = text.includes('/') ? text.slice(0, text.indexOf('/')) : text;
+  const family: IpFamily = isIPv4(address) ? 4 : 6;
+  if (prefixSyntaxProblem(text, family) === undefined) return undefined;
+  return `${JSON.stringify(text)} is not an IP address or CIDR prefix`;
+}
+
 /**
  * A CIDR prefix of the given family that lies inside `range` and has no host bits set. Returns the
  * canonical text (lowercase, compressed IPv6) or the problem.

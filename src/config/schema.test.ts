@@ -20,6 +20,7 @@ describe('defaults', () => {
       server_url: 'http://127.0.0.1:8080',
       listen_addr: '0.0.0.0:8080',
       metrics_listen_addr: '127.0.0.1:9090',
+      trusted_proxies: [],
       data_dir: '/srv/weft/data',
       database: { type: 'sqlite' },
       prefixes: { v4: '100.64.0.0/10', v6: 'fd7a:115c:a1e0::/48', allocation: 'sequential' },
@@ -508,6 +509,54 @@ describe('oidc', () => {
       'oidc.extra_params["a b"]',
       /parameter name/,
     );
+  });
+
+  test('extra_params refuses what weft sets and what breaks the flow, naming the key and the reason', () => {
+    const setByWeft = [
+      'client_id',
+      'redirect_uri',
+      'response_type',
+      'scope',
+      'state',
+      'nonce',
+      'code_challenge',
+      'code_challenge_method',
+    ];
+    for (const name of setByWeft) {
+      assertIssue(
+        errorFor({ oidc: { ...oidc, extra_params: { [name]: 'x' } } }),
+        `oidc.extra_params.${name}`,
+        new RegExp(`^${name} is set by weft`),
+      );
+    }
+    for (const name of ['response_mode', 'request', 'request_uri']) {
+      assertIssue(
+        errorFor({ oidc: { ...oidc, extra_params: { [name]: 'x' } } }),
+        `oidc.extra_params.${name}`,
+        new RegExp(`^${name} would break the login`),
+      );
+    }
+    assertIssue(
+      errorFor({ oidc: { ...oidc, extra_params: { response_mode: 'form_post' } } }),
+      'oidc.extra_params.response_mode',
+      /callback URL's query/,
+    );
+    // Names are case-sensitive; only the exact parameter is weft's. Prototype names are plain names.
+    assert.deepEqual(
+      parse({ oidc: { ...oidc, extra_params: { State: 'x', constructor: 'y' } } }).oidc?.extra_params,
+      { State: 'x', constructor: 'y' },
+    );
+  });
+
+  test('a public client (no client_secret_path) cannot turn PKCE off', () => {
+    assertIssue(
+      errorFor({ oidc: { ...oidc, pkce: { enabled: false } } }),
+      'oidc.pkce.enabled',
+      /without client_secret_path: a public client without PKCE/,
+    );
+    const confidential = { ...oidc, client_secret_path: '/run/secrets/oidc', pkce: { enabled: false } };
+    assert.equal(parse({ oidc: confidential }).oidc?.pkce.enabled, false);
+    assert.equal(parse({ oidc }).oidc?.pkce.enabled, true);
   });
 
   test('pkce.method is S256 or plain', () => {

@@ -21,6 +21,7 @@ import {
   isLoopbackHost,
   isSameOrSubdomain,
   resolverProblem,
+  trustedProxyProblem,
   urlProblem,
 } from './net.ts';
 
@@ -263,33 +264,40 @@ const issuerUrl = checkedString((text) => {
   return undefined;
 });
 
-/** Authorization request parameters weft sets itself; `extra_params` may not override them. */
-const OIDC_RESERVED_PARAMS = [
-  'client_id',
-  'redirect_uri',
-  'response_type',
-  'scope',
-  'state',
-  'nonce',
-  'code_challenge',
-  'code_challenge_method',
-];
+/**
+ * Authorization request parameters `extra_params` may not hold, with the reason: the ones weft sets
+ * itself (src/auth/oidc.ts `begin` and openid-client's buildAuthorizationUrl), and ones that would take
+ * the provider's answer somewhere the callback does not read it.
+ */
+const OIDC_RESERVED_PARAMS = new Map([
+  ['client_id', 'is set by weft from oidc.client_id'],
+  ['redirect_uri', 'is set by weft (server_url + /oidc/callback)'],
+  ['response_type', 'is set by weft (code: the authorization code flow)'],
+  ['scope', 'is set by weft from oidc.scope'],
+  ['state', 'is set by weft (a fresh random value for each login)'],
+  ['nonce', 'is set by weft (a fresh random value for each login)'],
+  ['code_challenge', 'is set by weft (PKCE, see oidc.pkce)'],
+  ['code_challenge_method', 'is set by weft from oidc.pkce.method'],
+  [
+    'response_mode',
+    "would break the login: weft reads the provider's answer from the callback URL's query, the code flow's default",
+  ],
+  ['request', 'would break the login: a request object replaces the parameters weft sets'],
+  ['request_uri', 'would break the login: a request object replaces the parameters weft sets'],
+]);
 
 const oidcExtraParams = z
   .record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'must be a plain parameter name'), z.string())
   .superRefine((params, ctx) => {
     for (const name of Object.keys(params)) {
-      if (OIDC_RESERVED_PARAMS.includes(name)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: [name],
-          message: `${name} is set by weft and cannot be overridden`,
-        });
+      const reason = OIDC_RESERVED_PARAMS.get(name);
+      if (reason !== undefined) {
+        ctx.addIssue({ code: 'custom', path: [name], message: `${name} ${reason} and cannot be set here` });
       }
     }
   });
 
-const oidcSchema = z.strictObject({
+const oidcFields = z.strictObject({
   issuer: issuerUrl,
   client_id: nonEmptyString,
   /** Omitted for a public client (PKCE only). */
@@ -318,6 +326,18 @@ const oidcSchema = z.strictObject({
   policy_groups: z.boolean().default(false),
 });
 
+const oidcSchema = oidcFields.superRefine((oidc, ctx) => {
+  // A public client proves nothing at the token endpoint: PKCE is all that ties the code to this login.
+  if (!oidc.pkce.enabled && oidc.client_secret_path === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['pkce', 'enabled'],
+      message:
+        'cannot be false without client_secret_path: a public client without PKCE lets anyone who intercepts the authorization code redeem it',
+    });
+  }
+});
+
 const logSchema = z.strictObject({
   level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   /** Absent means "decide at run time": pretty on a terminal, JSON otherwise. */
@@ -332,6 +352,14 @@ export const configSchema = z
     metrics_listen_addr: checkedString((text) => (text === '' ? undefined : hostPortProblem(text))).default(
       '127.0.0.1:9090',
     ),
+    /**
+     * Reverse proxies (IP addresses or CIDR prefixes) whose X-Forwarded-For weft believes: the client's
+     * address then comes from it (rate limits, logs). Empty: the connection's own address.
+     */
+    trusted_proxies: z
+      .array(checkedString(trustedProxyProblem))
+      .max(256)
+      .default(() => []),
     /** Made absolute against the working directory by parseConfig. */
     data_dir: nonEmptyString.default('./data'),
     /** PEM certificate chain and key: the main listener then serves HTTPS (needed for DERP on port 443). */

@@ -40,10 +40,11 @@ import {
 } from '../tailcfg/index.ts';
 import { WeftError } from '../types/errors.ts';
 import { MachinePublic, type PrivateKey } from '../types/keys.ts';
-import { type RateLimit, RateLimiter, retryAfterSeconds } from '../util/rate-limit.ts';
+import type { TrustedProxies } from '../util/forwarded.ts';
+import { addressKey, type RateLimit, RateLimiter, retryAfterSeconds } from '../util/rate-limit.ts';
 import { BodyBudget, BodyError, readJson } from './body.ts';
 import { handleMap } from './map.ts';
-import { handleRegister } from './register.ts';
+import { handleRegister, loginIdOf } from './register.ts';
 
 export const UPGRADE_PROTOCOL = 'tailscale-control-protocol';
 
@@ -71,6 +72,8 @@ export interface ControlPlaneOptions {
   serverUrl: string;
   /** Failed auth-key attempts and new interactive logins per remote address (defaults otherwise). */
   registerLimit?: RateLimit;
+  /** Reverse proxies whose X-Forwarded-For names the client (`trusted_proxies`). */
+  trustedProxies?: TrustedProxies;
 }
 
 /**
@@ -134,7 +137,10 @@ export class ControlPlane {
       socket.destroy(); // shutting down: the client will find the next server (or this one, restarted)
       return true;
     }
-    const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
+    // Behind a trusted proxy, the client's own address (rate limits and logs are per client).
+    const socketAddress = req.socket.remoteAddress ?? '';
+    const client = this.#options.trustedProxies?.clientOf(socketAddress, req.headers['x-forwarded-for']);
+    const remote = `${client ?? socketAddress}:${req.socket.remotePort}`;
     const upgrade = (req.headers.upgrade ?? '').toLowerCase();
     if (upgrade === 'websocket') {
       this.#webSockets.handleUpgrade(req, socket, head, (ws) => {
@@ -315,9 +321,10 @@ export class ControlPlane {
 
   async #register(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: Peer): Promise<void> {
     const request = parseRegisterRequest(await readJson(stream, headers, peer.bodies));
-    const address = addressOf(peer.remote);
-    const counted = mayCost(request, this.#options.tailnet);
-    if (counted) {
+    const address = addressKey(addressOf(peer.remote));
+    const cost = this.#costOf(request, peer);
+    // A new login takes a slot among the pending ones: past the limit it is not created at all.
+    if (cost === 'new-login') {
       const decision = this.#registerLimit.check(address);
       if (!decision.ok) {
         this.#refused('rate-limited', { remote: peer.remote, reason: 'too many failed or new logins' });
@@ -339,14 +346,41 @@ export class ControlPlane {
         serverUrl: this.#options.serverUrl,
         signal: gone.signal,
       });
-      if (counted && (response.Error !== undefined || response.AuthURL !== undefined)) {
-        this.#registerLimit.charge(address);
+      // A login is charged when it hands out a new AuthURL; an auth key when it is refused. A refusal
+      // past the limit is answered 429 instead, which clients from capability version 137 wait out.
+      if (cost !== 'free' && response.AuthURL !== undefined) this.#registerLimit.charge(address);
+      if (cost === 'auth-key' && response.Error !== undefined) {
+        const decision = this.#registerLimit.take(address);
+        if (!decision.ok) {
+          this.#registerLimit.charge(address);
+          this.#refused('rate-limited', { remote: peer.remote, reason: 'too many failed auth keys' });
+          return respondRateLimited(stream, decision);
+        }
       }
       respondJson(stream, 200, response);
     } finally {
       peer.heldRegisters -= 1;
       stream.off('close', abort);
     }
+  }
+
+  /**
+   * What a register request can cost its address: trying an auth key (charged if refused), starting an
+   * interactive login (limited, charged when it yields an AuthURL), or nothing — a known node, a logout,
+   * or the follow-up of a login this very device is waiting on (an office onboarding must not lock out
+   * devices already in the middle of their login).
+   */
+  #costOf(request: RegisterRequest, peer: Peer): 'free' | 'auth-key' | 'new-login' {
+    const { tailnet, logins, serverUrl } = this.#options;
+    if (request.NodeKey === undefined || tailnet.nodeByKey(request.NodeKey) !== undefined) return 'free';
+    if (request.Expiry !== undefined && request.Expiry.getTime() <= tailnet.now().getTime()) return 'free';
+    const authKey = request.Auth?.AuthKey;
+    if (authKey !== undefined && authKey !== '') return 'auth-key';
+    const id = request.Followup === '' ? undefined : loginIdOf(request.Followup, serverUrl);
+    const waiting = id === undefined ? undefined : logins.get(id);
+    return waiting?.machineKey === peer.machineKey && waiting.nodeKey === request.NodeKey
+      ? 'free'
+      : 'new-login';
   }
 
   async #map(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: Peer): Promise<void> {
@@ -396,15 +430,6 @@ function respondText(stream: ServerHttp2Stream, status: number, text: string): v
   }
   stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8' });
   stream.end(text === '' ? undefined : `${text}\n`);
-}
-
-/**
- * Whether a register request can cost a token: one that tries an auth key, or starts or follows up an
- * interactive login, for a node key weft does not know. Known nodes refreshing never count.
- */
-function mayCost(request: RegisterRequest, tailnet: Tailnet): boolean {
-  if (request.NodeKey === undefined || tailnet.nodeByKey(request.NodeKey) !== undefined) return false;
-  return request.Expiry === undefined || request.Expiry.getTime() > tailnet.now().getTime();
 }
 
 /** `1.2.3.4:5678` → `1.2.3.4`; `[::1]:5678` or `::1:5678` → `::1`. */

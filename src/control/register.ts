@@ -11,7 +11,7 @@
  *                   | no key: interactive login — an AuthURL `<server_url>/register/<id>`, then the
  *                     client's follow-up request (Followup = that URL) waits until an admin or OIDC
  *                     completes the login, it is rejected, it expires (→ a fresh AuthURL) or the
- *                     client goes away.
+ *                     client goes away or the server stops (→ no answer at all).
  *
  * A known node re-authenticates through the same login: `tailscale up --force-reauth`, `tailscale
  * login` and a client whose key expired all send a brand-new node key with OldNodeKey = the current
@@ -273,7 +273,18 @@ async function followUp(
     case 'expired':
       return startLogin(device, ephemeral, ctx);
     case 'aborted':
-      // The request's stream is gone: nobody reads this, and a new login would only sit unused.
-      return { Error: 'the login request was cancelled' };
+      // The client went away, or the server is stopping (PendingLogins.close) and closes this stream
+      // next. Either way the follow-up gets no answer: an Error would be shown to the user, and a new
+      // login would only sit unused. The answer waits for the stream to close, so the control plane
+      // finds it closed and writes nothing; the client redials and follows up again, and the restarted
+      // server, which does not know the login, gives it a fresh AuthURL.
+      await closed(ctx.signal);
+      return {};
   }
+}
+
+/** Resolves when `signal` is aborted (the request's stream closed). */
+function closed(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
 }

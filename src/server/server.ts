@@ -38,6 +38,7 @@ import { PendingLogins, type PendingLoginsOptions } from '../state/logins.ts';
 import { PolicyStore, policyTailnet, tailnetPolicy } from '../state/policy.ts';
 import { Tailnet, type TailnetOptions } from '../state/tailnet.ts';
 import { WeftError } from '../types/errors.ts';
+import { TrustedProxies } from '../util/forwarded.ts';
 import type { RateLimit } from '../util/rate-limit.ts';
 import { openAdminSocket } from './admin-socket.ts';
 import { lockDataDir } from './data-dir-lock.ts';
@@ -195,6 +196,7 @@ async function assemble(
     isLocalAdmin: admin.isLocal,
     logins,
     ...(oidc !== undefined ? { loginPage: oidcLoginPage(oidc) } : {}),
+    trustedProxies: TrustedProxies.of(config.trusted_proxies),
   });
   if (oidc !== undefined) registerOidcRoutes(app, oidc);
   app.get('/key', (request, reply) => {
@@ -365,6 +367,7 @@ async function startControlPlane(
     metrics,
     logins,
     serverUrl: config.server_url,
+    trustedProxies: TrustedProxies.of(config.trusted_proxies),
     ...(tuning.registerLimit !== undefined ? { registerLimit: tuning.registerLimit } : {}),
   });
   metrics.observeTailnet(() => {

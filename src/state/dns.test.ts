@@ -34,6 +34,29 @@ class MemoryStorage implements SettingsStorage {
   }
 }
 
+/** Storage whose writes wait until the test lets them finish, one at a time, as a slow database would. */
+class GatedStorage extends MemoryStorage {
+  readonly #gates: Array<() => void> = [];
+
+  override async put(key: string, value: unknown): Promise<void> {
+    await new Promise<void>((resolve) => this.#gates.push(resolve));
+    await super.put(key, value);
+  }
+
+  /** Writes waiting to finish. */
+  get waiting(): number {
+    return this.#gates.length;
+  }
+
+  /** Lets the oldest waiting write finish, and the queue move on. */
+  async release(): Promise<void> {
+    const open = this.#gates.shift();
+    assert.ok(open, 'a write is waiting');
+    open();
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
 const SETTINGS: DnsSettings = {
   nameservers: { global: ['9.9.9.9'], split: { 'corp.example': ['10.0.0.53'] } },
   searchDomains: ['corp.example'],
@@ -186,6 +209,57 @@ describe('DnsSettingsStore', () => {
     const config = dnsConfig({ search_domains: ['fallback.example'] });
     const store = await DnsSettingsStore.open({ config, storage, log });
     assert.deepEqual(store.current.searchDomains, ['fallback.example']);
+  });
+
+  test('modify applies each change to the settings the previous one left, however the writes interleave', async () => {
+    const storage = new GatedStorage();
+    const store = await DnsSettingsStore.open({ config: dnsConfig(), storage, log });
+    const heard: string[][] = [];
+    store.subscribe((settings) => heard.push(Object.keys(settings.nameservers.split)));
+    const addDomain = (domain: string, resolver: string) =>
+      store.modify((current) => ({
+        ...current,
+        nameservers: {
+          ...current.nameservers,
+          split: { ...current.nameservers.split, [domain]: [resolver] },
+        },
+      }));
+    // All five are asked for while the first write is still on its way to the database.
+    const domains = ['a', 'b', 'c', 'd', 'e'].map((label) => `${label}.example`);
+    const results = domains.map((domain, i) => addDomain(domain, `10.0.0.${i + 1}`));
+    const refused = assert.rejects(
+      store.modify((current) => ({ ...current, searchDomains: ['Not A Domain'] })),
+      /searchDomains\.0: "Not A Domain" is not a DNS name/,
+    );
+    const searched = store.modify((current) => ({ ...current, searchDomains: ['corp.example'] }));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(storage.waiting, 1, 'one write at a time');
+    while (storage.waiting > 0) await storage.release();
+
+    const expected = Object.fromEntries(domains.map((domain, i) => [domain, [`10.0.0.${i + 1}`]]));
+    assert.deepEqual((await Promise.all(results)).at(-1)?.nameservers.split, expected);
+    await refused;
+    assert.deepEqual(await searched, { ...store.current, searchDomains: ['corp.example'] });
+    assert.deepEqual(store.current.nameservers.split, expected);
+    assert.deepEqual(store.current.searchDomains, ['corp.example']);
+    assert.deepEqual(JSON.parse(storage.values.get(DNS_SETTINGS_KEY) ?? 'null'), store.current);
+    assert.deepEqual(heard, [...domains.map((_, i) => domains.slice(0, i + 1)), domains]);
+  });
+
+  test('modify hands the change a copy: editing it in place changes nothing until it is stored', async () => {
+    const storage = new MemoryStorage();
+    const store = await DnsSettingsStore.open({ config: dnsConfig(), storage, log });
+    const before = structuredClone(store.current);
+    await assert.rejects(
+      store.modify((current) => {
+        current.searchDomains.push('ok.example');
+        current.nameservers.global.push('not an address');
+        return current;
+      }),
+      /nameservers\.global\.0/,
+    );
+    assert.deepEqual(store.current, before);
+    assert.equal(storage.values.size, 0);
   });
 
   test('a listener that throws does not stop the others or the update', async () => {

@@ -120,16 +120,29 @@ export class DnsSettingsStore {
    */
   async update(next: unknown): Promise<DnsSettings> {
     const settings = parseDnsSettings(next);
-    return this.#queue.run(async () => {
-      await this.#options.storage.put(DNS_SETTINGS_KEY, settings, this.#options.now?.() ?? new Date());
-      const changed = JSON.stringify(settings) !== JSON.stringify(this.#current);
-      this.#current = settings;
-      if (changed) {
-        this.#options.log.info({ dns: settings }, 'DNS settings updated');
-        this.#notify(settings);
-      }
-      return settings;
-    });
+    return this.#queue.run(() => this.#store(settings));
+  }
+
+  /**
+   * A read-modify-write: `change` gets (a copy of) the settings in force when this update's turn in the
+   * queue comes, and its result is checked and stored as by `update`. Concurrent changes to different
+   * parts (one split DNS domain each, as Terraform applies them) therefore all land; computing the
+   * value from `current` before calling `update` would let the last write drop the others.
+   */
+  async modify(change: (current: DnsSettings) => unknown): Promise<DnsSettings> {
+    return this.#queue.run(() => this.#store(parseDnsSettings(change(structuredClone(this.#current)))));
+  }
+
+  /** Runs in the queue: stores `settings`, then makes them current and tells listeners. */
+  async #store(settings: DnsSettings): Promise<DnsSettings> {
+    await this.#options.storage.put(DNS_SETTINGS_KEY, settings, this.#options.now?.() ?? new Date());
+    const changed = JSON.stringify(settings) !== JSON.stringify(this.#current);
+    this.#current = settings;
+    if (changed) {
+      this.#options.log.info({ dns: settings }, 'DNS settings updated');
+      this.#notify(settings);
+    }
+    return settings;
   }
 
   #notify(settings: DnsSettings): void {

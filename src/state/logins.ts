@@ -58,7 +58,7 @@ export type LoginOutcome =
   | { kind: 'expired' }
   /** The same machine started a newer login, which replaces this one. */
   | { kind: 'superseded' }
-  /** The waiting request went away (the client disconnected or cancelled). */
+  /** The waiting request went away (the client disconnected or cancelled), or the server is stopping. */
   | { kind: 'aborted' };
 
 /** What the device sent when it asked to log in. */
@@ -250,7 +250,11 @@ export class PendingLogins implements Logins {
     return true;
   }
 
-  /** Ends every login (shutdown): waiting clients get fresh AuthURLs from the next server. */
+  /**
+   * Ends every login (shutdown). Waiting follow-ups end as `aborted`: they get no answer, their streams
+   * close with the server, and the clients redial, follow up again and get fresh AuthURLs from the
+   * restarted server (which knows none of these logins).
+   */
   close(): void {
     for (const id of [...this.#entries.keys()]) this.#finish(id, { kind: 'aborted' });
   }

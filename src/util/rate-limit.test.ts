@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { RateLimiter, retryAfterSeconds } from './rate-limit.ts';
+import { addressKey, RateLimiter, retryAfterSeconds } from './rate-limit.ts';
 
 function clock(start = 1_000_000) {
   let now = start;
@@ -70,6 +70,16 @@ describe('RateLimiter', () => {
         },
       ),
     );
+  });
+
+  test('addresses share a bucket per IPv4 address and per IPv6 /64', () => {
+    assert.equal(addressKey('192.0.2.7'), '192.0.2.7');
+    assert.equal(addressKey('::ffff:192.0.2.7'), '192.0.2.7');
+    assert.equal(addressKey('2001:db8:1:2:aaaa::1'), '2001:db8:1:2::/64');
+    assert.equal(addressKey('[2001:db8:1:2:bbbb::9]'), '2001:db8:1:2::/64');
+    assert.equal(addressKey('fe80::1%eth0'), 'fe80::/64');
+    assert.notEqual(addressKey('2001:db8:1:3::1'), addressKey('2001:db8:1:2::1'));
+    assert.equal(addressKey('/run/weft.sock'), '/run/weft.sock');
   });
 
   test('Retry-After is whole seconds and at least 1', () => {

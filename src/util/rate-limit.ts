@@ -9,6 +9,8 @@
  * through, and cannot make the table grow.
  */
 
+import { formatIp, parseIp } from './ip.ts';
+
 export interface RateLimit {
   /** Tokens a key may spend at once. */
   burst: number;
@@ -94,6 +96,19 @@ export class RateLimiter {
       if (oldest !== undefined) this.#buckets.delete(oldest);
     }
   }
+}
+
+/**
+ * The bucket key of a remote address: IPv4 addresses (also IPv4-mapped IPv6) alone, IPv6 addresses by
+ * their /64, since one host commonly holds a whole /64 and would otherwise get a fresh bucket per
+ * address. Anything else (a unix socket, an unparsable string) is its own key.
+ */
+export function addressKey(address: string): string {
+  const ip = parseIp(address.replace(/^\[|\]$/g, '').replace(/%.*$/, ''));
+  if (ip === undefined) return address;
+  if (ip.family === 4) return formatIp(4, ip.value);
+  if (ip.value >> 32n === 0xffffn) return formatIp(4, ip.value & 0xffffffffn);
+  return `${formatIp(6, (ip.value >> 64n) << 64n)}/64`;
 }
 
 /** `Retry-After` in whole seconds (RFC 9110 §10.2.3), at least 1 so clients never spin. */

@@ -36,6 +36,8 @@ export interface OidcProviderOptions {
    * the spec's rule) leaves profile and e-mail claims to the userinfo endpoint.
    */
   conformIdTokenClaims?: boolean;
+  /** Seconds an ID token is valid; 600 by default. */
+  idTokenTtlSeconds?: number;
 }
 
 export interface TestOidcProvider {
@@ -93,7 +95,13 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<T
     conformIdTokenClaims: options.conformIdTokenClaims ?? true,
     features: { devInteractions: { enabled: true } },
     // Set, so the provider does not print a notice about each default.
-    ttl: { Interaction: 600, Session: 600, Grant: 600, AccessToken: 600, IdToken: 600 },
+    ttl: {
+      Interaction: 600,
+      Session: 600,
+      Grant: 600,
+      AccessToken: 600,
+      IdToken: options.idTokenTtlSeconds ?? 600,
+    },
   });
   const events: string[] = [];
   provider.on('grant.success', () => events.push('grant.success'));

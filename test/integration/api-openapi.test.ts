@@ -275,7 +275,7 @@ describe('rate limits', () => {
     );
   });
 
-  test('failed authentications from one address are limited, then even a good key waits', async () => {
+  test('failed authentications from one address are limited; a good key still works', async () => {
     let limited: Awaited<ReturnType<typeof call>> | undefined;
     let failures = 0;
     for (let i = 0; i < 20 && limited === undefined; i++) {
@@ -285,10 +285,18 @@ describe('rate limits', () => {
     }
     assert.ok(limited, 'never limited');
     assert.equal(failures, 10, 'ten failures are allowed at once');
+    assert.equal(limited.json.code, 'RATE_LIMITED');
     const retryAfter = Number(limited.headers.get('retry-after'));
-    assert.ok(retryAfter >= 1 && retryAfter <= 5, `Retry-After ${retryAfter}`);
-    assert.equal((await call('GET', '/api/v1/user')).status, 429, 'the address waits, whatever key it sends');
-    await new Promise((resolve) => setTimeout(resolve, retryAfter * 1000 + 100));
-    assert.equal((await call('GET', '/api/v1/user')).status, 200, 'after Retry-After a good key works again');
+    assert.ok(retryAfter >= 1 && retryAfter <= 30, `Retry-After ${retryAfter}`);
+    // Secrets are 256 random bits: a good key is never refused, or a stranger sharing the address
+    // (a NAT, a proxy) could lock every admin out.
+    assert.equal((await call('GET', '/api/v1/user')).status, 200);
+    // Parallel failures cannot slip past: each one is charged as it happens.
+    const burst = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        call('GET', '/api/v1/user', undefined, { authorization: 'Bearer weft-api-wrong' }),
+      ),
+    );
+    assert.deepEqual(new Set(burst.map((res) => res.status)), new Set([429]));
   });
 });

@@ -134,7 +134,16 @@ before(async () => {
     now,
   });
   tailnet.usePolicy(tailnetPolicy(tailnet, () => policy.current.policy));
-  dns = await DnsSettingsStore.open({ config: config.dns, storage: store.settings, log: silent, now });
+  // Writes take a few milliseconds, as over the network to PostgreSQL: concurrent requests overlap.
+  const settings = store.settings;
+  const storage = {
+    get: (key: string) => settings.get(key),
+    put: async (key: string, value: unknown, at?: Date) => {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      await settings.put(key, value, at);
+    },
+  };
+  dns = await DnsSettingsStore.open({ config: config.dns, storage, log: silent, now });
   app = createApiApp({
     store,
     tailnet,
@@ -587,6 +596,24 @@ describe('API v2 keys', () => {
 });
 
 describe('API v2 OAuth clients and tokens', () => {
+  test('token minting is limited per client (429 slow_down with Retry-After); other clients are not', async () => {
+    const client = await createClient(['users:read']);
+    const statuses: number[] = [];
+    let limited: Awaited<ReturnType<typeof token>> | undefined;
+    for (let i = 0; i < 40 && limited === undefined; i++) {
+      const res = await token({ grant_type: 'client_credentials', client_secret: client.key });
+      statuses.push(res.statusCode);
+      if (res.statusCode === 429) limited = res;
+    }
+    assert.ok(limited, 'never limited');
+    assert.equal(statuses.filter((s) => s === 200).length, 30);
+    assert.equal(limited.json().error, 'slow_down');
+    assert.match(String(limited.headers['retry-after']), /^[1-9][0-9]*$/);
+    const other = await createClient(['users:read']);
+    const fresh = await token({ grant_type: 'client_credentials', client_secret: other.key });
+    assert.equal(fresh.statusCode, 200);
+  });
+
   test('clients: scopes checked, tags required for auth_keys and devices:core, secret shown once', async () => {
     assertV2Error(
       await call('/tailnet/-/keys', { method: 'POST', body: { keyType: 'client', scopes: [] } }),
@@ -803,6 +830,32 @@ describe('API v2 DNS', () => {
       }),
     );
     assert.deepEqual(dns.current.nameservers, { global: ['9.9.9.9'], split: {} });
+  });
+
+  test('concurrent writes all land: each applies its change to the settings the one before left', async () => {
+    // Terraform applies tailscale_dns_split_nameservers, _nameservers and _search_paths in parallel.
+    json(await call('/tailnet/-/dns/split-dns', { method: 'PUT', body: {} }));
+    const domains = ['a', 'b', 'c', 'd', 'e'].map((label) => `${label}.parallel.example`);
+    const answers = await Promise.all([
+      ...domains.map((domain, i) =>
+        call('/tailnet/-/dns/split-dns', { method: 'PATCH', body: { [domain]: [`10.0.1.${i + 1}`] } }),
+      ),
+      call('/tailnet/-/dns/nameservers', { method: 'POST', body: { dns: ['1.0.0.1'] } }),
+      call('/tailnet/-/dns/searchpaths', { method: 'POST', body: { searchPaths: ['parallel.example'] } }),
+    ]);
+    for (const answer of answers) json(answer);
+    const expected = Object.fromEntries(domains.map((domain, i) => [domain, [`10.0.1.${i + 1}`]]));
+    assert.deepEqual(dns.current.nameservers.split, expected);
+    assert.deepEqual(json(await call('/tailnet/-/dns/split-dns')), expected);
+    assert.deepEqual(dns.current.nameservers.global, ['1.0.0.1']);
+    assert.deepEqual(dns.current.searchDomains, ['parallel.example']);
+    // What is stored (and survives a restart) is the same.
+    const restarted = await DnsSettingsStore.open({
+      config: parseConfig({}).dns,
+      storage: store.settings,
+      log: silent,
+    });
+    assert.deepEqual(restarted.current, dns.current);
   });
 });
 

@@ -121,6 +121,20 @@ test('keys created, used and refused never appear in the log', async () => {
   });
   assert.equal(refusedToken.status, 401);
 
+  // An interactive login: its id is a capability while it waits (with OIDC, whoever opens it first).
+  const waiting = await connectControl(weft.url);
+  connections.push(waiting);
+  const started = await waiting.request('POST', '/machine/register', {
+    Version: DEFAULT_CAP_VERSION,
+    NodeKey: PrivateKey.generate(NodePublic).publicKey,
+    Hostinfo: { Hostname: 'interactive', OS: 'linux' },
+  });
+  const authUrl = String(started.json().AuthURL);
+  const loginId = secret(authUrl.slice(authUrl.lastIndexOf('/') + 1));
+  assert.equal((await fetch(`${weft.url}${new URL(authUrl).pathname}`)).status, 200);
+  ok(await weft.cli(['auth', 'list']));
+  ok(await weft.cli(['nodes', 'register', '--user', 'keeper', '--key', loginId]));
+
   ok(await weft.cli(['preauthkeys', 'expire', fromRemote]));
   ok(await weft.cli(['apikeys', 'expire', apiKey]));
   assert.equal((await fetch(`${weft.url}/api/v1/user`, { headers: { authorization: basic } })).status, 401);

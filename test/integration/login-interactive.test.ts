@@ -5,7 +5,7 @@
  *
  *   register without a key  → {AuthURL: <server_url>/register/<id>} and a page there naming the command
  *   follow-up (Followup = AuthURL) long-polls until the login is completed / rejected / expired, and
- *   ends, leaving nothing behind, when the client goes away
+ *   ends, leaving nothing behind, when the client goes away; when the server stops it gets no answer
  *   re-authentication of a known node (expired key, --force-reauth) keeps the node's identity
  *   admin mistakes (bad bodies, unknown user, unknown id) are catalogued errors and change nothing
  */
@@ -536,6 +536,36 @@ describe('pending logins expire and are bounded', () => {
     const full = await third.register();
     assert.match(full.Error, /2 logins are already waiting to be completed/);
     assert.ok(weft.running.logins.get(a.id) && weft.running.logins.get(b.id), 'nothing was evicted');
+  });
+});
+
+describe('a follow-up when the server stops', () => {
+  test('gets no answer at all (no Error to show); after the restart the client gets a fresh AuthURL', async () => {
+    const weft = await startWeft();
+    const device = await Device.connect(weft, 'restarting');
+    const { url } = await device.startLogin();
+    const followUp = device.followUp(url);
+    await eventually(
+      'the follow-up waits',
+      () => (weft.running.logins.waiterCount === 1 ? true : undefined),
+      WAIT,
+    );
+    // The stop ends the pending logins; even while the stream is still open, nothing is written to it.
+    weft.running.logins.close();
+    await new Promise((resolve) => setTimeout(resolve, HOLD_MS));
+    assert.equal(followUp.answered(), false, 'the follow-up answered when the server stopped');
+    await weft.running.close();
+    // The stream ends without a response (a JSON answer would resolve, even one carrying an Error).
+    await assert.rejects(followUp.answer);
+
+    // tailscaled redials and follows up with the same URL: the new server does not know the login.
+    const restarted = await startWeft();
+    const again = await Device.connect(restarted, 'restarting');
+    again.nodeKey = device.nodeKey;
+    const answer = await again.register({ Followup: url });
+    assert.deepEqual(Object.keys(answer), ['AuthURL'], JSON.stringify(answer));
+    assert.match(answer.AuthURL, LOGIN_URL);
+    assert.notEqual(answer.AuthURL, url);
   });
 });
 

@@ -158,4 +158,123 @@ describe('OidcLogin', () => {
     );
     assert.equal(logins.completed.length, 1);
   });
+
+  test('a callback opened in another browser leaves the state to the rightful one; a replay still fails', async () => {
+    logins.add('login-3');
+    const { location, setCookie } = await oidc.begin('login-3');
+    const [binding] = setCookie.split(';');
+    assert.ok(binding);
+    const callback = new URL(
+      await callbackUrlFromProvider(new CookieBrowser(), location, 'ann', provider.issuer),
+    );
+    const query = callback.search.slice(1);
+    const forged = `${binding.slice(0, binding.indexOf('='))}=${'A'.repeat(43)}`;
+    for (const cookies of [undefined, '', forged, 'weft_oidc_other=x']) {
+      await assert.rejects(
+        oidc.callback(query, cookies),
+        (err: WeftError) => err.code === 'OIDC_STATE_INVALID' && /another browser/.test(err.message),
+      );
+    }
+    // The browser that started the login still finishes it, once.
+    const view = await oidc.callback(query, binding);
+    assert.equal(view.loginId, 'login-3');
+    await assert.rejects(
+      oidc.callback(query, binding),
+      (err: WeftError) => err.code === 'OIDC_STATE_INVALID' && /already used/.test(err.message),
+    );
+    assert.equal(logins.completed.length, 1);
+  });
+});
+
+describe('OidcLogin with use_expiry_from_token: an ID token about to expire', () => {
+  /** The provider's ID tokens live two minutes; the confirmation may wait up to five. */
+  const TOKEN_TTL_MS = 120_000;
+  let provider: TestOidcProvider;
+  let store: Store;
+  let dir: string;
+  const logins = new FakeLogins();
+  const usersChanged: number[] = [];
+  /** How far weft's clock runs ahead of the real one. */
+  let skewMs = 0;
+  let oidc: OidcLogin;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'weft-oidc-expiry-'));
+    ({ store } = await openStore({ type: 'sqlite', path: join(dir, 'weft.db') }));
+    provider = await startOidcProvider({
+      redirectUri: `${SERVER_URL}/oidc/callback`,
+      accounts: new Map([['ann', { email: 'ann@example.com', email_verified: true }]]),
+      idTokenTtlSeconds: TOKEN_TTL_MS / 1000,
+    });
+    const config = parseConfig(
+      {
+        server_url: SERVER_URL,
+        oidc: { issuer: provider.issuer, client_id: provider.clientId, use_expiry_from_token: true },
+      },
+      { cwd: dir },
+    );
+    assert.ok(config.oidc);
+    oidc = new OidcLogin({
+      config: config.oidc,
+      serverUrl: SERVER_URL,
+      clientSecret: provider.clientSecret,
+      logins,
+      users: store.users,
+      userChanged: async (id) => {
+        usersChanged.push(id);
+      },
+      log: createLogger({ level: 'silent' }),
+      now: () => Date.now() + skewMs,
+    });
+    await oidc.start();
+  });
+
+  after(async () => {
+    await provider.close();
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** begin → provider → callback (on time); then the person waits `waitMs` before confirming. */
+  async function confirmAfter(id: string, waitMs: number): Promise<void> {
+    skewMs = 0;
+    logins.add(id);
+    const { location, setCookie } = await oidc.begin(id);
+    const [binding] = setCookie.split(';');
+    const callback = new URL(
+      await callbackUrlFromProvider(new CookieBrowser(), location, 'ann', provider.issuer),
+    );
+    const view = await oidc.callback(callback.search.slice(1), binding);
+    const confirmCookie = view.setCookies.find((c) => c.startsWith('weft_confirm='))?.split(';')[0];
+    skewMs = waitMs;
+    await oidc.confirm(id, confirmCookie, view.csrfToken);
+  }
+
+  for (const [what, waitMs] of [
+    ['seconds from its expiry', TOKEN_TTL_MS - 20_000],
+    ['already past its expiry', TOKEN_TTL_MS + 60_000],
+  ] as const) {
+    test(`a token ${what} is refused at confirmation, and nothing changes`, async () => {
+      const id = `late-${waitMs}`;
+      await assert.rejects(
+        confirmAfter(id, waitMs),
+        (err: WeftError) =>
+          err.code === 'OIDC_LOGIN_EXPIRED' &&
+          err.status === 400 &&
+          /identity provider's login has expired; start again/.test(err.message),
+      );
+      assert.deepEqual(logins.completed, []);
+      assert.ok(logins.get(id), 'the login is still pending: its link can be opened again');
+      assert.equal(await store.users.findByProviderId(`${provider.issuer}/ann`), undefined);
+      assert.deepEqual(usersChanged, []);
+    });
+  }
+
+  test('a token with more than a minute left completes the login with that expiry', async () => {
+    await confirmAfter('in-time', TOKEN_TTL_MS - 90_000);
+    const done = logins.completed.find((completed) => completed.id === 'in-time');
+    assert.ok(done);
+    const expiry = done.completion.expiry?.getTime() ?? 0;
+    assert.ok(expiry - (Date.now() + skewMs) >= 60_000, `expiry ${new Date(expiry).toISOString()}`);
+  });
 });

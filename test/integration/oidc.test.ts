@@ -7,8 +7,9 @@
  *               returns MachineAuthorized; the user is `<issuer>/<sub>`, matched again by sub when the
  *               e-mail changes; a preferred_username another user holds is not taken over
  *   refusals    allowed_groups / allowed_domains / allowed_users / unverified e-mail
- *   tampering   unknown and replayed state, missing binding cookie, wrong or missing CSRF token, a
- *               confirmation posted for another login: refused, and no user or node appears
+ *   tampering   unknown and replayed state, missing binding cookie (which leaves the state to the
+ *               rightful browser), wrong or missing CSRF token, a confirmation posted for another
+ *               login: refused, and no user or node appears
  *   PKCE        without it the provider refuses the login (so the passing logins did send it)
  *   start-up    an unavailable provider stops start-up, or (only_start_if_oidc_is_available: false)
  *               leaves CLI registration working
@@ -365,6 +366,13 @@ describe('OIDC login', () => {
       const refused = await other.request(stolen);
       assert.equal(refused.status, 400);
       assert.match(await refused.text(), /started in another browser/);
+      // ... and does not use up the state: the browser that started the login still can, once.
+      const rightful = await starter.request(stolen);
+      assert.equal(rightful.status, 200);
+      assert.match(await rightful.text(), /tampered/);
+      const again = await starter.request(stolen);
+      assert.equal(again.status, 400);
+      assert.match(await again.text(), /already used/);
 
       assert.deepEqual(await counts(setup.weft), before);
     });

@@ -24,7 +24,6 @@ export function registerApiKeyRoutes(
   });
 
   api.post('/apikey', async (request) => {
-    limitKeyCreation(request);
     const { expiration, user } = parseInput(createApiKeyBody, request.body, 'body');
     if (expiration <= now()) {
       throw new WeftError(
@@ -32,6 +31,8 @@ export function registerApiKeyRoutes(
         'invalid request body.expiration: the expiration must be in the future',
       );
     }
+    // Counted once the request is well-formed: a malformed one should not use up the budget.
+    limitKeyCreation(request);
     const { text } = await store.transaction(async (repos) => {
       const owner = user === undefined ? null : (await repos.users.getById(user)).id;
       return repos.apiKeys.create(expiration, now(), owner);

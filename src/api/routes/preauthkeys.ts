@@ -25,7 +25,6 @@ export function registerPreAuthKeyRoutes(
   });
 
   api.post('/preauthkey', async (request) => {
-    limitKeyCreation(request);
     const body = parseInput(createPreAuthKeyBody, request.body, 'body');
     if (body.expiration <= now()) {
       throw new WeftError(
@@ -33,6 +32,8 @@ export function registerPreAuthKeyRoutes(
         'invalid request body.expiration: the expiration must be in the future',
       );
     }
+    // Counted once the request is well-formed: a malformed one should not use up the budget.
+    limitKeyCreation(request);
     const [owner, created] = await store.transaction(async (repos) => {
       const owner = await repos.users.getById(body.user);
       const created = await repos.preAuthKeys.create(

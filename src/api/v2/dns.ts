@@ -42,7 +42,8 @@ function configurationJson(dns: DnsSettingsStore, settings: DnsSettings) {
 }
 
 export function registerDnsRoutes(api: FastifyInstance, context: V2Context, dns: DnsSettingsStore): void {
-  const update = (change: (current: DnsSettings) => DnsSettings) => dns.update(change(dns.current));
+  /** Applied to the settings in force when its turn comes, so concurrent writes do not undo each other. */
+  const update = (change: (current: DnsSettings) => DnsSettings) => dns.modify(change);
 
   /** `GET /tailnet/-/dns/<path>`, with the `dns:read` scope. */
   const read = (path: string, answer: () => unknown) =>

@@ -11,6 +11,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { tagProblem } from '../../types/names.ts';
+import { addressKey, retryAfterSeconds } from '../../util/rate-limit.ts';
 import type { V2Context } from './context.ts';
 import { v2ErrorFor } from './errors.ts';
 import { grants, isScope } from './scopes.ts';
@@ -23,16 +24,20 @@ const TOKEN_BODY_LIMIT = 8 * 1024;
 class OAuthError extends Error {
   readonly status: number;
   readonly error: string;
+  /** For 429: seconds to wait, sent as Retry-After. */
+  readonly retryAfterSeconds: number | undefined;
 
-  constructor(status: number, error: string, description: string) {
+  constructor(status: number, error: string, description: string, retryAfterSeconds?: number) {
     super(description);
     this.status = status;
     this.error = error;
+    this.retryAfterSeconds = retryAfterSeconds;
   }
 }
 
 function sendOAuthError(reply: FastifyReply, err: OAuthError, basic: boolean): FastifyReply {
   if (err.status === 401 && basic) void reply.header('www-authenticate', 'Basic realm="weft"');
+  if (err.retryAfterSeconds !== undefined) void reply.header('retry-after', String(err.retryAfterSeconds));
   return reply
     .code(err.status)
     .header('cache-control', 'no-store')
@@ -106,6 +111,12 @@ function narrowTags(
   return [...new Set(requested)].sort();
 }
 
+/** RFC 6749 has no rate-limit error; 429 with `slow_down` (RFC 8628's word) and Retry-After is what clients handle. */
+function slowDown(what: string, decision: { retryAfterMs: number }): OAuthError {
+  const seconds = retryAfterSeconds(decision);
+  return new OAuthError(429, 'slow_down', `too many ${what}; retry in ${seconds} s`, seconds);
+}
+
 async function issueToken(
   context: V2Context,
   request: FastifyRequest,
@@ -124,14 +135,6 @@ async function issueToken(
   if (grantType !== null && grantType !== 'client_credentials') {
     throw new OAuthError(400, 'unsupported_grant_type', 'only the client_credentials grant is supported');
   }
-  const limited = context.rateLimits.authFailures.check(request.ip);
-  if (!limited.ok) {
-    throw new OAuthError(
-      429,
-      'slow_down',
-      `too many failed authentications from this address; retry in ${Math.ceil(limited.retryAfterMs / 1000)} s`,
-    );
-  }
   if (credentials.secret === undefined) {
     throw new OAuthError(401, 'invalid_client', 'send the client secret (client_secret, or HTTP Basic)');
   }
@@ -140,13 +143,23 @@ async function issueToken(
     client === undefined ||
     (credentials.clientId !== undefined && credentials.clientId !== client.clientId)
   ) {
-    context.rateLimits.authFailures.charge(request.ip);
+    // As for API keys: a good secret always works, failures are charged as they happen (per address).
+    const failures = context.rateLimits.authFailures;
+    const key = addressKey(request.ip);
+    const limited = failures.take(key);
+    if (!limited.ok) {
+      failures.charge(key);
+      throw slowDown('failed authentications from this address', limited);
+    }
     throw new OAuthError(
       401,
       'invalid_client',
       'the client id or secret is wrong, or the client was deleted',
     );
   }
+  // Each token is a row valid for an hour: a client minting them in a loop is slowed like key creation.
+  const minted = context.rateLimits.keyCreation.take(`oauth:${client.clientId}`);
+  if (!minted.ok) throw slowDown('tokens requested by this client', minted);
   const scopes = narrowScopes(client.scopes, (form.get('scope') ?? '').split(/\s+/).filter(Boolean));
   const tags = narrowTags(client.tags, client.scopes, (form.get('tags') ?? '').split(/\s+/).filter(Boolean));
   const now = context.now();
