@@ -19,19 +19,24 @@ export interface InProcessWeft {
   close(): Promise<void>;
 }
 
-export async function startInProcessWeft(tuning: ServerTuning = {}): Promise<InProcessWeft> {
+export async function startInProcessWeft(
+  tuning: ServerTuning = {},
+  /** Config keys on top of the defaults above. */
+  config: Record<string, unknown> = {},
+): Promise<InProcessWeft> {
   const dir = await mkdtemp(join(tmpdir(), 'weft-inproc-'));
-  const config = parseConfig({
+  const parsed = parseConfig({
     listen_addr: '127.0.0.1:0',
     metrics_listen_addr: '',
     data_dir: dir,
     derp: { server: { enabled: false }, urls: [] },
+    ...config,
   });
   const discard = new Writable({ write: (_chunk, _encoding, done) => done() });
   const log = createLogger({ level: 'warn', format: 'json', destination: discard });
   let running: RunningServer;
   try {
-    running = await startServer(config, log, tuning);
+    running = await startServer(parsed, log, tuning);
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
     throw err;

@@ -110,3 +110,22 @@ test('login pages are limited per address', async () => {
   assert.equal(served, 30);
   assert.match(limited.headers.get('retry-after') ?? '', /^[1-9][0-9]*$/);
 });
+
+test('behind a trusted proxy, limits are per client (X-Forwarded-For), not per proxy', async () => {
+  const proxied = await startInProcessWeft({}, { trusted_proxies: ['127.0.0.1'] });
+  try {
+    const attempt = (client: string) =>
+      fetch(`${proxied.url}/api/v1/user`, {
+        headers: { authorization: 'Bearer weft-api-wrong', 'x-forwarded-for': client },
+      });
+    const statuses: number[] = [];
+    for (let i = 0; i < 11; i++) statuses.push((await attempt('203.0.113.1')).status);
+    assert.deepEqual(statuses.slice(0, 10), Array(10).fill(401));
+    assert.equal(statuses[10], 429, 'the eleventh failure of one client is limited');
+    assert.equal((await attempt('203.0.113.2')).status, 401, 'another client behind the same proxy is not');
+    // A client cannot escape its bucket by writing its own X-Forwarded-For: the proxy appends the real one.
+    assert.equal((await attempt('198.51.100.9, 203.0.113.1')).status, 429);
+  } finally {
+    await proxied.close();
+  }
+});
