@@ -3,7 +3,7 @@
  * (no key needed) or to a server URL with a bearer API key. node:http is used rather than fetch
  * because fetch cannot reach a unix socket without an extra dependency.
  */
-import { request as httpRequest, type RequestOptions } from 'node:http';
+import { request as httpRequest, type IncomingHttpHeaders, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { isErrorCode } from '../types/errors.ts';
 import type {
@@ -191,9 +191,22 @@ export class ApiClient {
     return this.#call<DnsJson>('GET', '/api/v1/dns');
   }
 
-  /** Replaces the editable DNS settings (every field); connected clients get them at once. */
-  setDns(settings: DnsSettingsJson): Promise<DnsJson> {
-    return this.#call<DnsJson>('PUT', '/api/v1/dns', settings);
+  /** The DNS settings with their ETag, for a read-modify-write through `setDns(…, etag)`. */
+  async getDnsVersioned(): Promise<{ dns: DnsJson; etag: string | undefined }> {
+    let etag: string | undefined;
+    const dns = await this.#call<DnsJson>('GET', '/api/v1/dns', undefined, {}, (headers) => {
+      etag = typeof headers.etag === 'string' ? headers.etag : undefined;
+    });
+    return { dns, etag };
+  }
+
+  /**
+   * Replaces the editable DNS settings (every field); connected clients get them at once. `ifMatch`
+   * refuses the change (DNS_CHANGED) if the settings changed since they were read.
+   */
+  setDns(settings: DnsSettingsJson, ifMatch?: string): Promise<DnsJson> {
+    const headers: Record<string, string> = ifMatch === undefined ? {} : { 'if-match': ifMatch };
+    return this.#call<DnsJson>('PUT', '/api/v1/dns', settings, headers);
   }
 
   /** Interactive logins waiting to be completed. */
@@ -218,6 +231,8 @@ export class ApiClient {
     path: string,
     body?: unknown,
     extraHeaders: Record<string, string> = {},
+    /** Sees the response headers (e.g. an ETag) before the body is decoded. */
+    seeHeaders?: (headers: IncomingHttpHeaders) => void,
   ): Promise<T> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const headers: Record<string, string> = { accept: 'application/json', ...extraHeaders };
@@ -250,6 +265,7 @@ export class ApiClient {
     }
     return new Promise<T>((resolve, reject) => {
       const req = send({ ...options, timeout: this.#timeoutMs }, (res) => {
+        seeHeaders?.(res.headers);
         const chunks: Buffer[] = [];
         let size = 0;
         res.on('data', (chunk: Buffer) => {

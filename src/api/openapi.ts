@@ -396,6 +396,7 @@ export const V1_ROUTES: Record<string, RouteDoc> = {
     tag: 'dns',
     body: dnsBody,
     response: dnsJsonSchema,
+    errors: ['DNS_CHANGED'],
   },
 };
 

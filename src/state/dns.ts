@@ -11,6 +11,7 @@
 import { type DnsConfig, dnsSettingsSchema } from '../config/index.ts';
 import type { Logger } from '../observe/logger.ts';
 import { WeftError } from '../types/errors.ts';
+import { etagMatches, strongEtag } from '../util/etag.ts';
 import { SerialQueue } from '../util/serial.ts';
 
 /** The editable part of the DNS configuration. */
@@ -99,6 +100,11 @@ export class DnsSettingsStore {
     return this.#current;
   }
 
+  /** The ETag of the settings in force: a read-modify-write sends it back as If-Match. */
+  get etag(): string {
+    return strongEtag(JSON.stringify(this.#current));
+  }
+
   /** Config-only: whether nodes get MagicDNS names. */
   get magicDns(): boolean {
     return this.#options.config.magic_dns;
@@ -118,9 +124,18 @@ export class DnsSettingsStore {
    * Checks `next`, stores it and makes it current; listeners hear of it only when it differs. A value
    * that fails the checks (or cannot be stored) throws and leaves everything as it was.
    */
-  async update(next: unknown): Promise<DnsSettings> {
+  async update(next: unknown, ifMatch?: string): Promise<DnsSettings> {
     const settings = parseDnsSettings(next);
-    return this.#queue.run(() => this.#store(settings));
+    return this.#queue.run(() => {
+      // Checked in the queue, against the settings this write would replace.
+      if (ifMatch !== undefined && !etagMatches(ifMatch, this.etag)) {
+        throw new WeftError(
+          'DNS_CHANGED',
+          `the DNS settings changed since they were read (If-Match ${ifMatch.slice(0, 80)}, now ${this.etag}); read them again`,
+        );
+      }
+      return this.#store(settings);
+    });
   }
 
   /**

@@ -11,7 +11,6 @@
  * policy stays in force, so a typo in the file never takes clients offline. At start a missing or
  * broken file is an error: there is no last good policy to fall back on.
  */
-import { createHash } from 'node:crypto';
 import { type FSWatcher, watch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
@@ -33,6 +32,7 @@ import {
   parsePolicy,
 } from '../policy/index.ts';
 import { WeftError } from '../types/errors.ts';
+import { etagMatches, strongEtag } from '../util/etag.ts';
 import { SerialQueue } from '../util/serial.ts';
 import type { TailnetNode } from './model.ts';
 import { advertisedRoutes, type Tailnet, type TailnetPolicy } from './tailnet.ts';
@@ -69,7 +69,7 @@ export interface PolicyStoreOptions {
 const DEFAULT_DEBOUNCE_MS = 200;
 
 export function policyEtag(text: string): string {
-  return `"${createHash('sha256').update(text).digest('hex').slice(0, 32)}"`;
+  return strongEtag(text);
 }
 
 /** What the policy engine reads of a user (groups: from the identity provider, oidc.policy_groups). */
@@ -286,12 +286,6 @@ function versionOf(
   updatedAt: Date | null,
 ): ActivePolicy {
   return { text, policy, mode, version, etag: policyEtag(text), updatedAt, author: null };
-}
-
-/** `*`, one ETag or a list of them (RFC 9110 §13.1.1); weak ones never match a strong comparison. */
-function etagMatches(header: string, etag: string): boolean {
-  if (header.trim() === '*') return true;
-  return header.split(',').some((candidate) => candidate.trim() === etag);
 }
 
 async function initialPolicy(options: PolicyStoreOptions): Promise<ActivePolicy> {

@@ -42,6 +42,7 @@ export const ERROR_CATALOGUE = {
   OIDC_NOT_ALLOWED: { status: 403, title: 'This identity may not log in to this tailnet' },
   OIDC_LOGIN_EXPIRED: { status: 400, title: "The identity provider's login has expired; start again" },
   CSRF_INVALID: { status: 403, title: 'The confirmation form is invalid, expired or from another browser' },
+  DNS_CHANGED: { status: 412, title: 'The DNS settings changed since they were read' },
   DATABASE_UNAVAILABLE: { status: 503, title: 'The database cannot be reached' },
   INTERNAL: { status: 500, title: 'Internal server error' },
 } as const satisfies Record<string, { status: number; title: string }>;

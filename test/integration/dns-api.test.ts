@@ -228,6 +228,27 @@ describe('weft dns and /api/v1/dns', () => {
     assert.equal((await fetch(`${weft.url}/api/v1/dns`)).status, 401, 'remote calls need an API key');
   });
 
+  test('If-Match guards a read-modify-write: a stale write is refused and changes nothing', async () => {
+    const auth = { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' };
+    const read = await fetch(`${weft.url}/api/v1/dns`, { headers: auth });
+    const etag = read.headers.get('etag');
+    assert.match(etag ?? '', /^"[0-9a-f]{32}"$/);
+    const { magicDns: _m, baseDomain: _b, ...editable } = (await read.json()) as DnsJson;
+    const put = (body: unknown, ifMatch: string) =>
+      fetch(`${weft.url}/api/v1/dns`, {
+        method: 'PUT',
+        headers: { ...auth, 'if-match': ifMatch },
+        body: JSON.stringify(body),
+      });
+    const first = await put({ ...editable, searchDomains: ['first.example'] }, etag ?? '');
+    assert.equal(first.status, 200);
+    assert.notEqual(first.headers.get('etag'), etag, 'a change gives a new ETag');
+    const stale = await put({ ...editable, searchDomains: ['stale.example'] }, etag ?? '');
+    assert.equal(stale.status, 412);
+    assert.equal(((await stale.json()) as { code: string }).code, 'DNS_CHANGED');
+    assert.deepEqual((await show()).searchDomains, ['first.example'], 'the stale write changed nothing');
+  });
+
   test('changed settings outlive a restart and win over the config file', async () => {
     const before = await show();
     assert.notDeepEqual(before.searchDomains, ['config.example']);

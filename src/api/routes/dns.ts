@@ -20,10 +20,13 @@ function dnsJson(dns: DnsSettingsStore, settings: DnsSettings): DnsJson {
 }
 
 export function registerDnsRoutes(api: FastifyInstance, dns: DnsSettingsStore): void {
-  api.get('/dns', async (): Promise<DnsJson> => dnsJson(dns, dns.current));
+  api.get('/dns', async (_request, reply) => reply.header('etag', dns.etag).send(dnsJson(dns, dns.current)));
 
-  api.put('/dns', async (request): Promise<DnsJson> => {
+  // If-Match (the ETag of a GET) turns a read-modify-write into one that cannot drop a concurrent change.
+  api.put('/dns', async (request, reply) => {
     const body = parseInput(dnsBody, request.body, 'body');
-    return dnsJson(dns, await dns.update(body));
+    const ifMatch = request.headers['if-match'];
+    const updated = await dns.update(body, ifMatch);
+    return reply.header('etag', dns.etag).send(dnsJson(dns, updated));
   });
 }

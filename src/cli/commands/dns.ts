@@ -6,7 +6,7 @@
  * if any part is wrong. Accepted settings reach connected clients at once and outlive restarts.
  */
 import { Command, InvalidArgumentError } from '@commander-js/extra-typings';
-import type { ApiClient } from '../../api/client.ts';
+import { type ApiClient, ApiError } from '../../api/client.ts';
 import type { DnsJson, DnsRecordJson, DnsSettingsJson } from '../../api/wire.ts';
 import type { Connect } from '../connect.ts';
 import { CommandError } from '../errors.ts';
@@ -29,11 +29,28 @@ function editable(dns: DnsJson): DnsSettingsJson {
   };
 }
 
-/** Reads the settings, lets `change` edit a copy, and writes the result back; returns what is now in force. */
-async function modify(client: ApiClient, change: (settings: DnsSettingsJson) => void): Promise<DnsJson> {
-  const settings = editable(await client.getDns());
-  change(settings);
-  return client.setDns(settings);
+/** Read-modify-write attempts before giving up when other admins keep changing the settings. */
+const MODIFY_ATTEMPTS = 5;
+
+/**
+ * Reads the settings, lets `change` edit a copy, and writes the result back only if nobody changed them
+ * in between (If-Match); otherwise reads them again and re-applies `change`, so two admins editing
+ * different parts at once both win. Returns what is now in force.
+ */
+export async function modify(
+  client: Pick<ApiClient, 'getDnsVersioned' | 'setDns'>,
+  change: (settings: DnsSettingsJson) => void,
+): Promise<DnsJson> {
+  for (let attempt = 1; ; attempt++) {
+    const { dns, etag } = await client.getDnsVersioned();
+    const settings = editable(dns);
+    change(settings);
+    try {
+      return await client.setDns(settings, etag);
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.code !== 'DNS_CHANGED' || attempt >= MODIFY_ATTEMPTS) throw err;
+    }
+  }
 }
 
 function list(items: readonly string[]): string {
