@@ -73,6 +73,29 @@ describe('PendingLogins', () => {
     assert.equal(logins.wait(login.id, request, new AbortController().signal), undefined);
   });
 
+  test('a login the device starts while its first is being completed ends with it', async () => {
+    const request = device();
+    const first = logins.create(request);
+    let release: () => void = () => undefined;
+    const slow = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const registerForUser = registrar.registerForUser.bind(registrar);
+    registrar.registerForUser = async (r) => {
+      await slow;
+      return registerForUser(r);
+    };
+    const completing = logins.complete(first.id, { userId: 7, method: 'cli' });
+    const second = logins.create(request);
+    assert.notEqual(second.id, first.id);
+    const waiting = logins.wait(second.id, request, new AbortController().signal);
+    assert.ok(waiting, 'the second login is pending while the first is being completed');
+    release();
+    const node = await completing;
+    assert.deepEqual(await waiting, { kind: 'completed', node });
+    assert.equal(logins.get(second.id), undefined);
+  });
+
   test('completing wakes every waiter with the node and registers the device for the user', async () => {
     const request = { ...device(), ephemeral: true };
     const login = logins.create(request);

@@ -231,6 +231,12 @@ export class PendingLogins implements Logins {
         ...completion,
       });
       this.#finish(id, { kind: 'completed', node });
+      // A login the same device started while this one was being completed (it could not replace this
+      // one then) is done as well: its follow-up would otherwise wait for the expiry.
+      for (const [other, { login: pending }] of [...this.#entries]) {
+        if (pending.machineKey === login.machineKey && pending.nodeKey === login.nodeKey)
+          this.#finish(other, { kind: 'completed', node });
+      }
       return node;
     } catch (err) {
       entry.completing = false;
