@@ -237,7 +237,7 @@ export class OidcLogin {
       throw new WeftError('OIDC_NOT_ALLOWED', refusal);
     }
     const expiry = this.#options.config.use_expiry_from_token ? tokenExpiry : undefined;
-    this.#refuseExpiringToken(expiry, request.loginId);
+    this.#refuseExpiringToken(expiry);
     const plan = await this.#planUser(identity);
     const csrfToken = randomToken();
     this.#confirmations.put(csrfToken, { loginId: request.loginId, identity, expiry });
@@ -280,7 +280,7 @@ export class OidcLogin {
       );
     }
     const pending = this.pendingLogin(loginId);
-    this.#refuseExpiringToken(confirmation.expiry, loginId);
+    this.#refuseExpiringToken(confirmation.expiry);
     const user = await this.#resolveUser(confirmation.identity);
     if (this.#options.config.policy_groups && this.#options.groupsChanged !== undefined) {
       await this.#options.groupsChanged(user.id, confirmation.identity.groups);
@@ -308,12 +308,12 @@ export class OidcLogin {
    * than a minute away, is refused (OIDC_LOGIN_EXPIRED) before anything changes, and the pending login
    * stays, so the person can open its link again and get a fresh token.
    */
-  #refuseExpiringToken(expiry: Date | undefined, loginId: string): void {
+  #refuseExpiringToken(expiry: Date | undefined): void {
     if (expiry === undefined) return;
     const now = this.#options.now?.() ?? Date.now();
     if (expiry.getTime() - now >= MIN_TOKEN_LIFETIME_MS) return;
     this.#options.log.info(
-      { login_id: loginId, token_expiry: expiry.toISOString() },
+      { token_expiry: expiry.toISOString() },
       'OIDC login refused: the ID token expires within a minute (use_expiry_from_token)',
     );
     throw new WeftError(

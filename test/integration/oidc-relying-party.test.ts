@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { OidcLogin } from '../../src/auth/oidc.ts';
 import { parseConfig } from '../../src/config/index.ts';
@@ -187,6 +188,13 @@ describe('OidcLogin', () => {
 });
 
 describe('OidcLogin with use_expiry_from_token: an ID token about to expire', () => {
+  const logged: string[] = [];
+  const logSink = new Writable({
+    write: (chunk, _encoding, done) => {
+      logged.push(String(chunk));
+      done();
+    },
+  });
   /** The provider's ID tokens live two minutes; the confirmation may wait up to five. */
   const TOKEN_TTL_MS = 120_000;
   let provider: TestOidcProvider;
@@ -223,7 +231,7 @@ describe('OidcLogin with use_expiry_from_token: an ID token about to expire', ()
       userChanged: async (id) => {
         usersChanged.push(id);
       },
-      log: createLogger({ level: 'silent' }),
+      log: createLogger({ level: 'info', format: 'json', destination: logSink }),
       now: () => Date.now() + skewMs,
     });
     await oidc.start();
@@ -267,6 +275,9 @@ describe('OidcLogin with use_expiry_from_token: an ID token about to expire', ()
       assert.ok(logins.get(id), 'the login is still pending: its link can be opened again');
       assert.equal(await store.users.findByProviderId(`${provider.issuer}/ann`), undefined);
       assert.deepEqual(usersChanged, []);
+      const log = logged.join('');
+      assert.match(log, /the ID token expires within a minute/, 'the refusal is logged');
+      assert.equal(log.includes(id), false, 'but not the login id, a capability while the login waits');
     });
   }
 
