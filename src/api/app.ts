@@ -23,10 +23,18 @@ import type { PolicyStore } from '../state/policy.ts';
 import type { Tailnet } from '../state/tailnet.ts';
 import { WeftError } from '../types/errors.ts';
 import type { TrustedProxies } from '../util/forwarded.ts';
+import { addressKey } from '../util/rate-limit.ts';
 import { authenticateCredential } from './credentials.ts';
 import { openApiDocument } from './openapi.ts';
 import { problemFor } from './problems.ts';
-import { type ApiRateLimits, addRetryAfter, createApiRateLimits, enforce } from './rate-limits.ts';
+import {
+  type ApiRateLimits,
+  addRetryAfter,
+  createApiRateLimits,
+  enforce,
+  LOCAL_ADMIN,
+  limitKeyCreationBy,
+} from './rate-limits.ts';
 import { registerApiKeyRoutes } from './routes/apikeys.ts';
 import { registerDnsRoutes } from './routes/dns.ts';
 import { registerLoginRoutes } from './routes/logins.ts';
@@ -89,8 +97,6 @@ export interface RouteContext {
   limitKeyCreation: (request: FastifyRequest) => void;
 }
 
-const LOCAL_ADMIN = 'local admin';
-
 const servedRoutes = new WeakMap<FastifyInstance, string[]>();
 
 /** Every route the app serves, as "METHOD /path" (the OpenAPI test compares them with the document). */
@@ -120,11 +126,7 @@ export function createApiApp(deps: ApiDependencies): FastifyInstance {
     now: deps.now ?? (() => new Date()),
     callerOf: (request) => callers.get(request) ?? 'unknown',
     rateLimits,
-    limitKeyCreation: (request) => {
-      const caller = callers.get(request);
-      if (caller === undefined || caller === LOCAL_ADMIN) return;
-      enforce(rateLimits.keyCreation.take(caller), 'keys created by this API key');
-    },
+    limitKeyCreation: (request) => limitKeyCreationBy(rateLimits, callers.get(request)),
   };
   const routes: string[] = [];
   servedRoutes.set(app, routes);
@@ -150,7 +152,7 @@ export function createApiApp(deps: ApiDependencies): FastifyInstance {
   // Login pages start logins and OIDC round trips: cheap to request, not free to serve.
   app.addHook('onRequest', async (request) => {
     if (request.url.startsWith('/register/') || request.url.startsWith('/oidc/')) {
-      enforce(rateLimits.loginPages.take(request.ip), 'login page requests from this address');
+      enforce(rateLimits.loginPages.take(addressKey(request.ip)), 'login page requests from this address');
     }
   });
 

@@ -59,12 +59,7 @@ export async function authenticateCredential<Caller>(
   return caller;
 }
 
-/** Spends a token of the request's address; RATE_LIMITED when it had none left. */
+/** Counts a failure of the request's address; RATE_LIMITED when it had no tokens left. */
 function failed(request: FastifyRequest, failures: RateLimiter): void {
-  const key = addressKey(request.ip);
-  const decision = failures.take(key);
-  if (!decision.ok) {
-    failures.charge(key);
-    enforce(decision, 'failed authentications from this address');
-  }
+  enforce(failures.countFailure(addressKey(request.ip)), 'failed authentications from this address');
 }

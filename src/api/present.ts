@@ -2,9 +2,10 @@
 
 import { tokenLabel } from '../crypto/tokens.ts';
 import type { ApiKey, PreAuthKey, User } from '../db/records.ts';
+import type { Store } from '../db/store.ts';
 import { isExitRoute } from '../policy/index.ts';
 import { isExpired, type TailnetNode } from '../state/model.ts';
-import { advertisedRoutes } from '../state/tailnet.ts';
+import { advertisedRoutes, type Tailnet } from '../state/tailnet.ts';
 import type { ApiKeyJson, NodeJson, PreAuthKeyJson, UserJson } from './wire.ts';
 
 export function userJson(user: User): UserJson {
@@ -48,7 +49,6 @@ export function nodeJson(
 ): NodeJson {
   const available = advertisedRoutes(node.hostinfo);
   const exits = node.approvedRoutes.filter((r) => isExitRoute(r) && available.includes(r));
-  const hostinfo: Record<string, unknown> = node.hostinfo as Record<string, unknown>;
   return {
     id: String(node.id),
     machineKey: node.machineKey,
@@ -68,13 +68,27 @@ export function nodeJson(
     ephemeral: node.ephemeral,
     registerMethod: node.registerMethod,
     createdAt: node.createdAt.toISOString(),
-    os: typeof hostinfo.OS === 'string' ? hostinfo.OS : '',
-    clientVersion: typeof hostinfo.IPNVersion === 'string' ? hostinfo.IPNVersion : '',
+    ...clientOf(node),
     availableRoutes: available,
     approvedRoutes: [...node.approvedRoutes],
     subnetRoutes: [...exits, ...primaryRoutes].sort(),
     authorized: node.authorized,
   };
+}
+
+/** The client's OS and Tailscale version as it reported them ('' when unknown). */
+export function clientOf(node: TailnetNode): { os: string; clientVersion: string } {
+  const { OS, IPNVersion } = node.hostinfo as Record<string, unknown>;
+  return {
+    os: typeof OS === 'string' ? OS : '',
+    clientVersion: typeof IPNVersion === 'string' ? IPNVersion : '',
+  };
+}
+
+/** A node's owner: the tailnet knows every user that owns a node; the store is the fallback. */
+export async function ownerOf(tailnet: Tailnet, store: Store, node: TailnetNode): Promise<User | undefined> {
+  if (node.userId === null) return undefined;
+  return tailnet.user(node.userId) ?? (await store.users.findById(node.userId));
 }
 
 export function apiKeyJson(key: ApiKey, owner: User | undefined): ApiKeyJson {

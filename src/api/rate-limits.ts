@@ -36,6 +36,15 @@ export function createApiRateLimits(now?: () => number): ApiRateLimits {
   };
 }
 
+/** Who the local admin socket's requests are: the server's own user. */
+export const LOCAL_ADMIN = 'local admin';
+
+/** Counts a key (or OAuth client) created by `caller`; RATE_LIMITED past the limit. The local admin is exempt. */
+export function limitKeyCreationBy(limits: ApiRateLimits, caller: string | undefined): void {
+  if (caller === undefined || caller === LOCAL_ADMIN) return;
+  enforce(limits.keyCreation.take(caller), 'keys created with these credentials');
+}
+
 /** Throws RATE_LIMITED when the decision says no. */
 export function enforce(decision: RateDecision, what: string): void {
   if (!decision.ok) throw new RateLimitedError(what, decision);

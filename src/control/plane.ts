@@ -79,14 +79,22 @@ export interface ControlPlaneOptions {
 /**
  * Per remote address: 30 failed auth keys or new logins at once (an office behind one NAT
  * onboarding), then one per 5 s, so one address holds at most ~200 of the 1024 pending logins. A
- * registration that succeeds costs nothing, so a join storm through one NAT is never slowed; guessing
- * keys or flooding logins is, and while an address waits, all its new registrations wait with it.
+ * registration that succeeds costs nothing and a valid key is never refused, so a join storm through
+ * one NAT is never slowed; guessing keys or flooding logins is, and an address past the limit starts
+ * no new logins until it has earned a token back.
  */
 export const DEFAULT_REGISTER_LIMIT: RateLimit = { burst: 30, perSecond: 0.2 };
 
-interface Peer {
-  machineKey: MachinePublic;
+/** Where a control connection comes from: the client's address (behind trusted proxies) and port. */
+interface Origin {
+  /** `address:port`, for the log. */
   remote: string;
+  /** The client's rate-limit bucket (its address; IPv6 by /64). */
+  rateKey: string;
+}
+
+interface Peer extends Origin {
+  machineKey: MachinePublic;
   bodies: BodyBudget;
   /** Register requests held open on this connection (login follow-ups): it is not idle meanwhile. */
   heldRegisters: number;
@@ -141,6 +149,7 @@ export class ControlPlane {
     const socketAddress = req.socket.remoteAddress ?? '';
     const client = this.#options.trustedProxies?.clientOf(socketAddress, req.headers['x-forwarded-for']);
     const remote = `${client ?? socketAddress}:${req.socket.remotePort}`;
+    const from: Origin = { remote, rateKey: addressKey(client ?? socketAddress) };
     const upgrade = (req.headers.upgrade ?? '').toLowerCase();
     if (upgrade === 'websocket') {
       this.#webSockets.handleUpgrade(req, socket, head, (ws) => {
@@ -154,7 +163,7 @@ export class ControlPlane {
         const initiation = (url.searchParams.get('X-Tailscale-Handshake') ?? '').replaceAll(' ', '+');
         const transport = createWebSocketStream(ws);
         transport.on('error', () => transport.destroy());
-        this.#accept(transport, initiation, remote, { upgradeHeader: false, head: Buffer.alloc(0) });
+        this.#accept(transport, initiation, from, { upgradeHeader: false, head: Buffer.alloc(0) });
       });
       return true;
     }
@@ -166,7 +175,7 @@ export class ControlPlane {
       );
       return true;
     }
-    this.#accept(socket, String(req.headers['x-tailscale-handshake'] ?? ''), remote, {
+    this.#accept(socket, String(req.headers['x-tailscale-handshake'] ?? ''), from, {
       upgradeHeader: true,
       head,
     });
@@ -189,7 +198,7 @@ export class ControlPlane {
   #accept(
     transport: Duplex,
     headerValue: string,
-    remote: string,
+    { remote, rateKey }: Origin,
     mode: { upgradeHeader: boolean; head: Buffer },
   ): void {
     const refuse = (reason: string, kind: string) => {
@@ -214,6 +223,7 @@ export class ControlPlane {
     const peer: Peer = {
       machineKey: MachinePublic.fromRaw(handshake.peerStatic),
       remote,
+      rateKey,
       bodies: new BodyBudget(),
       heldRegisters: 0,
     };
@@ -321,11 +331,10 @@ export class ControlPlane {
 
   async #register(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: Peer): Promise<void> {
     const request = parseRegisterRequest(await readJson(stream, headers, peer.bodies));
-    const address = addressKey(addressOf(peer.remote));
     const cost = this.#costOf(request, peer);
     // A new login takes a slot among the pending ones: past the limit it is not created at all.
     if (cost === 'new-login') {
-      const decision = this.#registerLimit.check(address);
+      const decision = this.#registerLimit.check(peer.rateKey);
       if (!decision.ok) {
         this.#refused('rate-limited', { remote: peer.remote, reason: 'too many failed or new logins' });
         return respondRateLimited(stream, decision);
@@ -348,11 +357,10 @@ export class ControlPlane {
       });
       // A login is charged when it hands out a new AuthURL; an auth key when it is refused. A refusal
       // past the limit is answered 429 instead, which clients from capability version 137 wait out.
-      if (cost !== 'free' && response.AuthURL !== undefined) this.#registerLimit.charge(address);
+      if (cost !== 'free' && response.AuthURL !== undefined) this.#registerLimit.charge(peer.rateKey);
       if (cost === 'auth-key' && response.Error !== undefined) {
-        const decision = this.#registerLimit.take(address);
+        const decision = this.#registerLimit.countFailure(peer.rateKey);
         if (!decision.ok) {
-          this.#registerLimit.charge(address);
           this.#refused('rate-limited', { remote: peer.remote, reason: 'too many failed auth keys' });
           return respondRateLimited(stream, decision);
         }
@@ -430,13 +438,6 @@ function respondText(stream: ServerHttp2Stream, status: number, text: string): v
   }
   stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8' });
   stream.end(text === '' ? undefined : `${text}\n`);
-}
-
-/** `1.2.3.4:5678` → `1.2.3.4`; `[::1]:5678` or `::1:5678` → `::1`. */
-function addressOf(remote: string): string {
-  const colon = remote.lastIndexOf(':');
-  const host = colon === -1 ? remote : remote.slice(0, colon);
-  return host.replace(/^\[|\]$/g, '');
 }
 
 /** Clients with capability version 137 and newer wait Retry-After and say so; older ones back off. */

@@ -65,7 +65,7 @@ export function loginUrl(serverUrl: string, id: string): string {
 
 /** The login id in a follow-up URL we issued, or undefined when it is not one of ours. */
 export function loginIdOf(followup: string, serverUrl: string): string | undefined {
-  const prefix = `${serverUrl.replace(/\/+$/, '')}${LOGIN_PATH}`;
+  const prefix = loginUrl(serverUrl, '');
   if (!followup.startsWith(prefix)) return undefined;
   const id = followup.slice(prefix.length);
   return isLoginId(id) ? id : undefined;

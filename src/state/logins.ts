@@ -218,7 +218,7 @@ export class PendingLogins implements Logins {
 
   async complete(id: string, completion: LoginCompletion): Promise<TailnetNode> {
     const entry = this.#live(id);
-    if (entry === undefined) throw notFound(id);
+    if (entry === undefined) throw loginNotFound(id);
     if (entry.completing) throw new WeftError('LOGIN_NOT_FOUND', `login ${id} is already being completed`);
     entry.completing = true;
     try {
@@ -291,9 +291,11 @@ export class PendingLogins implements Logins {
   }
 }
 
-function notFound(id: string): WeftError {
+/** LOGIN_NOT_FOUND for `id`, shown shortened: it may be anything a caller typed. */
+export function loginNotFound(id: string): WeftError {
+  const shown = id.length > 64 ? `${id.slice(0, 64)}…` : id;
   return new WeftError(
     'LOGIN_NOT_FOUND',
-    `there is no pending login ${JSON.stringify(id.length > 64 ? `${id.slice(0, 64)}…` : id)}: it finished, expired or never existed`,
+    `there is no pending login ${JSON.stringify(shown)}: it was completed, rejected or expired, or the id is mistyped`,
   );
 }

@@ -38,6 +38,18 @@ describe('RateLimiter', () => {
     assert.equal(limiter.check('a').ok, true);
   });
 
+  test('countFailure counts every failure and says when the key had no tokens left', () => {
+    const time = clock();
+    const limiter = new RateLimiter({ burst: 2, perSecond: 1 }, { now: time.now });
+    assert.deepEqual(limiter.countFailure('a'), { ok: true });
+    assert.deepEqual(limiter.countFailure('a'), { ok: true });
+    assert.deepEqual(limiter.countFailure('a'), { ok: false, retryAfterMs: 1000 });
+    // That refused failure counted too: -1 token, 2 s until one is back; at most -burst.
+    assert.deepEqual(limiter.check('a'), { ok: false, retryAfterMs: 2000 });
+    for (let i = 0; i < 10; i++) limiter.countFailure('a');
+    assert.deepEqual(limiter.check('a'), { ok: false, retryAfterMs: 3000 });
+  });
+
   test('full buckets are forgotten and the table never grows past maxKeys', () => {
     const time = clock();
     const limiter = new RateLimiter({ burst: 1, perSecond: 1 }, { now: time.now, maxKeys: 100 });

@@ -67,6 +67,19 @@ export class RateLimiter {
     this.#store(key, bucket);
   }
 
+  /**
+   * Counts a failure that already happened (a wrong key): it costs `cost` tokens whether or not they
+   * are left, and the answer says whether there were (ok) or how long `key` must now wait. Each failure
+   * is counted as it happens, so parallel attempts cannot slip past the limit together.
+   */
+  countFailure(key: string, cost = 1): RateDecision {
+    const bucket = this.#refilled(key);
+    const decision = this.#decide(bucket, cost);
+    bucket.tokens = Math.max(-this.#limit.burst, bucket.tokens - cost);
+    this.#store(key, bucket);
+    return decision;
+  }
+
   /** How many keys are tracked (tests and metrics). */
   get size(): number {
     return this.#buckets.size;

@@ -4,7 +4,7 @@
  * scripts keep working: `POST /auth/register {authId, user}` and the older `POST /node/register?user=&key=`.
  */
 import type { FastifyInstance } from 'fastify';
-import type { PendingLogin, PendingLogins } from '../../state/logins.ts';
+import { loginNotFound, type PendingLogin, type PendingLogins } from '../../state/logins.ts';
 import { WeftError } from '../../types/errors.ts';
 import type { RouteContext } from '../app.ts';
 import { nodeJson } from '../present.ts';
@@ -35,7 +35,6 @@ export function registerLoginRoutes(
   const complete = async (authId: string, userName: string) => {
     const user = await store.users.findByName(userName);
     if (user === undefined) throw new WeftError('USER_NOT_FOUND', `there is no user named "${userName}"`);
-    if (logins.get(authId) === undefined) throw loginNotFound(authId);
     const node = await logins.complete(authId, { userId: user.id, method: 'cli' });
     const owner = node.userId === null ? undefined : tailnet.user(node.userId);
     return { node: nodeJson(node, owner, baseDomain, now(), tailnet.primaryRoutesOf(node.id)) };
@@ -58,12 +57,4 @@ export function registerLoginRoutes(
     if (!logins.reject(authId, LOGIN_REJECTED_MESSAGE)) throw loginNotFound(authId);
     return {};
   });
-}
-
-function loginNotFound(id: string): WeftError {
-  const shown = id.length > 64 ? `${id.slice(0, 64)}…` : id;
-  return new WeftError(
-    'LOGIN_NOT_FOUND',
-    `there is no pending login ${JSON.stringify(shown)}: it was completed, rejected or expired, or the id is mistyped`,
-  );
 }

@@ -4,12 +4,11 @@
  * at once.
  */
 import type { FastifyInstance } from 'fastify';
-import type { User } from '../../db/records.ts';
 import type { TailnetNode } from '../../state/model.ts';
 import { WeftError } from '../../types/errors.ts';
 import type { RouteContext } from '../app.ts';
 import { pageJson, paginate, withPaging } from '../paging.ts';
-import { nodeJson } from '../present.ts';
+import { nodeJson, ownerOf } from '../present.ts';
 import { parseInput } from '../problems.ts';
 import {
   approveRoutesBody,
@@ -25,13 +24,8 @@ export function registerNodeRoutes(
   api: FastifyInstance,
   { store, tailnet, now, baseDomain }: RouteContext,
 ): void {
-  /** The node's owner: the tailnet knows every user that owns a node; the store is the fallback. */
-  const ownerOf = async (node: TailnetNode): Promise<User | undefined> => {
-    if (node.userId === null) return undefined;
-    return tailnet.user(node.userId) ?? (await store.users.findById(node.userId));
-  };
   const present = async (node: TailnetNode): Promise<NodeJson> =>
-    nodeJson(node, await ownerOf(node), baseDomain, now(), tailnet.primaryRoutesOf(node.id));
+    nodeJson(node, await ownerOf(tailnet, store, node), baseDomain, now(), tailnet.primaryRoutesOf(node.id));
   const nodeById = (id: number): TailnetNode => {
     const node = tailnet.node(id);
     if (node === undefined) throw new WeftError('NODE_NOT_FOUND', `there is no node with id ${id}`);

@@ -52,8 +52,9 @@ function isTsDefault(ifMatch: string): boolean {
  */
 function storeIfMatch(header: string | undefined, active: ActivePolicy): string | undefined {
   if (header === undefined || !isTsDefault(header)) return header;
-  const isDefault = active.version === 0 || active.text === ALLOW_ALL_POLICY_TEXT;
-  return isDefault && active.mode === 'database' ? active.etag : '"ts-default"';
+  // The built-in default (version 0) has this text too.
+  const isDefault = active.mode === 'database' && active.text === ALLOW_ALL_POLICY_TEXT;
+  return isDefault ? active.etag : '"ts-default"';
 }
 
 export function registerAclRoutes(api: FastifyInstance, context: V2Context, policy: PolicyStore): void {

@@ -12,7 +12,7 @@ import type { FastifyRequest } from 'fastify';
 import type { Store } from '../../db/store.ts';
 import { WeftError } from '../../types/errors.ts';
 import { authenticateCredential } from '../credentials.ts';
-import type { ApiRateLimits } from '../rate-limits.ts';
+import { type ApiRateLimits, LOCAL_ADMIN } from '../rate-limits.ts';
 import { grants, type Scope } from './scopes.ts';
 
 export type Principal =
@@ -31,7 +31,7 @@ export interface AuthContext {
 }
 
 export async function authenticate(context: AuthContext, request: FastifyRequest): Promise<Principal> {
-  if (context.isLocalAdmin(request.raw)) return { kind: 'admin', caller: 'local admin', owner: null };
+  if (context.isLocalAdmin(request.raw)) return { kind: 'admin', caller: LOCAL_ADMIN, owner: null };
   return authenticateCredential(
     request,
     context.rateLimits.authFailures,

@@ -8,9 +8,11 @@ import type { User } from '../../db/records.ts';
 import { isExpired, type TailnetNode } from '../../state/model.ts';
 import { advertisedRoutes, type Tailnet } from '../../state/tailnet.ts';
 import { WeftError } from '../../types/errors.ts';
+import { clientOf, ownerOf } from '../present.ts';
 import { parseBody } from './body.ts';
 import { addRoute, type V2Context } from './context.ts';
 import { checkTagsForPrincipal } from './tags.ts';
+import { tailscaleLoginName } from './users.ts';
 import {
   authorizedBody,
   type DeviceJson,
@@ -24,25 +26,18 @@ import {
 /** Tailscale's default node key lifetime, used when re-enabling expiry and the config sets none. */
 const DEFAULT_KEY_LIFETIME_MS = 180 * 24 * 3_600_000;
 
-/** A device's owner as Tailscale names it: the login name (email when known). */
-function loginName(user: User | undefined): string {
-  if (user === undefined) return 'tagged-devices';
-  return user.email !== '' ? user.email : user.name;
-}
-
 export function deviceJson(
   node: TailnetNode,
   owner: User | undefined,
   context: Pick<V2Context, 'baseDomain'> & { now: Date; allFields: boolean },
 ): DeviceJson {
-  const hostinfo = node.hostinfo as Record<string, unknown>;
   const device: DeviceJson = {
     id: String(node.id),
     nodeId: String(node.id),
     name: `${node.givenName}.${context.baseDomain}`,
     hostname: node.hostname,
     addresses: [node.ipv4, node.ipv6].filter((ip): ip is string => ip !== null),
-    user: node.userId === null ? 'tagged-devices' : loginName(owner),
+    user: node.userId === null || owner === undefined ? 'tagged-devices' : tailscaleLoginName(owner),
     authorized: node.authorized,
     tags: [...node.tags],
     keyExpiryDisabled: node.expiry === null,
@@ -54,10 +49,9 @@ export function deviceJson(
     connectedToControl: node.online && !isExpired(node, context.now),
     machineKey: node.machineKey,
     nodeKey: node.nodeKey,
-    os: typeof hostinfo.OS === 'string' ? hostinfo.OS : '',
-    clientVersion: typeof hostinfo.IPNVersion === 'string' ? hostinfo.IPNVersion : '',
+    ...clientOf(node),
     updateAvailable: false,
-    blocksIncomingConnections: hostinfo.ShieldsUp === true,
+    blocksIncomingConnections: (node.hostinfo as Record<string, unknown>).ShieldsUp === true,
     tailnetLockKey: '',
     tailnetLockError: '',
   };
@@ -143,12 +137,8 @@ const SAMPLE_DEVICE: DeviceJson = {
 
 export function registerDeviceRoutes(api: FastifyInstance, context: V2Context): void {
   const { tailnet, store } = context;
-  const ownerOf = async (node: TailnetNode): Promise<User | undefined> => {
-    if (node.userId === null) return undefined;
-    return tailnet.user(node.userId) ?? (await store.users.findById(node.userId));
-  };
   const present = async (node: TailnetNode, allFields: boolean) =>
-    deviceJson(node, await ownerOf(node), {
+    deviceJson(node, await ownerOf(tailnet, store, node), {
       baseDomain: context.baseDomain,
       now: context.now(),
       allFields,

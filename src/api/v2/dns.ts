@@ -42,9 +42,6 @@ function configurationJson(dns: DnsSettingsStore, settings: DnsSettings) {
 }
 
 export function registerDnsRoutes(api: FastifyInstance, context: V2Context, dns: DnsSettingsStore): void {
-  /** Applied to the settings in force when its turn comes, so concurrent writes do not undo each other. */
-  const update = (change: (current: DnsSettings) => DnsSettings) => dns.modify(change);
-
   /** `GET /tailnet/-/dns/<path>`, with the `dns:read` scope. */
   const read = (path: string, answer: () => unknown) =>
     addRoute(api, context, {
@@ -70,7 +67,7 @@ export function registerDnsRoutes(api: FastifyInstance, context: V2Context, dns:
 
   read('nameservers', () => ({ dns: [...dns.current.nameservers.global] }));
   write('POST', 'nameservers', nameserversBody, async (body) => {
-    const settings = await update((current) => ({
+    const settings = await dns.modify((current) => ({
       ...current,
       nameservers: { ...current.nameservers, global: body.dns },
     }));
@@ -85,14 +82,14 @@ export function registerDnsRoutes(api: FastifyInstance, context: V2Context, dns:
 
   read('searchpaths', () => ({ searchPaths: [...dns.current.searchDomains] }));
   write('POST', 'searchpaths', searchPathsBody, async ({ searchPaths }) => {
-    const settings = await update((current) => ({ ...current, searchDomains: searchPaths }));
+    const settings = await dns.modify((current) => ({ ...current, searchDomains: searchPaths }));
     return { searchPaths: [...settings.searchDomains] };
   });
 
   read('split-dns', () => ({ ...dns.current.nameservers.split }));
   for (const method of ['PATCH', 'PUT'] as const) {
     write(method, 'split-dns', splitDnsBody, async (body) => {
-      const settings = await update((current) => {
+      const settings = await dns.modify((current) => {
         // PATCH merges (null removes a domain); PUT replaces the whole map.
         const split: Record<string, string[]> = method === 'PATCH' ? { ...current.nameservers.split } : {};
         for (const [domain, resolvers] of Object.entries(body)) {
@@ -114,7 +111,7 @@ export function registerDnsRoutes(api: FastifyInstance, context: V2Context, dns:
     for (const [domain, resolvers] of Object.entries(body.splitDNS ?? {})) {
       if (resolvers !== null && resolvers.length > 0) split[domain] = addresses(resolvers);
     }
-    const settings = await update((current) => ({
+    const settings = await dns.modify((current) => ({
       ...current,
       nameservers: { global: addresses(body.nameservers), split },
       searchDomains: body.searchPaths ?? [],

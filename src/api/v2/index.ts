@@ -14,7 +14,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { WeftError } from '../../types/errors.ts';
-import { addRetryAfter, enforce } from '../rate-limits.ts';
+import { addRetryAfter, limitKeyCreationBy } from '../rate-limits.ts';
 import { registerAclRoutes } from './acl.ts';
 import { authenticate, type Principal } from './auth.ts';
 import type { ApiV2Dependencies, V2Context } from './context.ts';
@@ -58,11 +58,7 @@ export function registerApiV2(app: FastifyInstance, deps: ApiV2Dependencies): vo
             throw new WeftError('UNAUTHENTICATED', 'the request carries no credentials');
           return principal;
         },
-        limitKeyCreation: (request) => {
-          const principal = principals.get(request);
-          if (principal === undefined || principal.caller === 'local admin') return;
-          enforce(deps.rateLimits.keyCreation.take(principal.caller), 'keys created by these credentials');
-        },
+        limitKeyCreation: (request) => limitKeyCreationBy(deps.rateLimits, principals.get(request)?.caller),
       };
       installBodyParsers(api);
       api.setErrorHandler((err, request, reply) => {

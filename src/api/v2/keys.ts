@@ -5,11 +5,12 @@
  * handlers check it: `auth_keys[:read]` for auth keys, `oauth_keys[:read]` for clients.
  *
  * Ownership follows Tailscale: a tagged key's devices belong to its tags; an untagged key's devices
- * belong to a user. Tailscale takes that user from the API key, but weft's API keys belong to no one,
- * so an untagged key needs weft's `userId` field; an OAuth token may mint tagged keys only.
+ * belong to a user: weft's `userId` field, else the API key's own user (`weft apikeys create --user`).
+ * An OAuth token may mint tagged keys only.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { OAuthClient, PreAuthKey } from '../../db/records.ts';
+import { whyUnusable } from '../../db/repos/preauthkeys.ts';
 import type { Store } from '../../db/store.ts';
 import type { Policy } from '../../policy/index.ts';
 import { WeftError } from '../../types/errors.ts';
@@ -47,7 +48,7 @@ export function authKeyJson(key: PreAuthKey, now: Date, secret?: string): KeyJso
     expirySeconds: Math.max(0, Math.round((key.expiration.getTime() - key.createdAt.getTime()) / 1000)),
     created: key.createdAt.toISOString(),
     expires: key.expiration.toISOString(),
-    invalid: key.expiration <= now || (key.used && !key.reusable),
+    invalid: whyUnusable(key, now) !== undefined,
     capabilities: capabilities({
       reusable: key.reusable,
       ephemeral: key.ephemeral,
@@ -232,8 +233,9 @@ async function createAuthKey(
     throw new WeftError('BAD_REQUEST', 'a tagged key belongs to its tags; leave out userId');
   }
   // As in Tailscale, an untagged key is its creator's: the API key's user (weft apikeys create --user).
-  const ownerId = body.userId ?? (principal.kind === 'admin' ? principal.owner : null);
-  if (tags.length === 0 && (ownerId === null || ownerId === undefined)) {
+  const ownerId =
+    tags.length > 0 ? null : (body.userId ?? (principal.kind === 'admin' ? principal.owner : null));
+  if (tags.length === 0 && ownerId === null) {
     throw new WeftError(
       'BAD_REQUEST',
       'an untagged key registers devices for a user, and this API key belongs to no user: create the API key with `weft apikeys create --user NAME`, or give the key tags (capabilities.devices.create.tags)',
@@ -247,10 +249,7 @@ async function createAuthKey(
       ? DEFAULT_EXPIRY_SECONDS
       : body.expirySeconds;
   const created = await context.store.transaction(async (repos) => {
-    const userId =
-      tags.length > 0 || ownerId === null || ownerId === undefined
-        ? null
-        : (await repos.users.getById(Number(ownerId))).id;
+    const userId = ownerId === null ? null : (await repos.users.getById(Number(ownerId))).id;
     const fields = {
       userId,
       reusable: create?.reusable ?? false,

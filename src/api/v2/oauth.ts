@@ -144,13 +144,8 @@ async function issueToken(
     (credentials.clientId !== undefined && credentials.clientId !== client.clientId)
   ) {
     // As for API keys: a good secret always works, failures are charged as they happen (per address).
-    const failures = context.rateLimits.authFailures;
-    const key = addressKey(request.ip);
-    const limited = failures.take(key);
-    if (!limited.ok) {
-      failures.charge(key);
-      throw slowDown('failed authentications from this address', limited);
-    }
+    const limited = context.rateLimits.authFailures.countFailure(addressKey(request.ip));
+    if (!limited.ok) throw slowDown('failed authentications from this address', limited);
     throw new OAuthError(
       401,
       'invalid_client',

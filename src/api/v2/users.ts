@@ -13,6 +13,11 @@ import type { UserJsonV2 } from './wire.ts';
 const USER_TYPES = ['member', 'shared'];
 const USER_ROLES = ['owner', 'member', 'admin', 'it-admin', 'network-admin', 'billing-admin', 'auditor'];
 
+/** A user's login name as Tailscale shows it: the e-mail when known, else the user name. */
+export function tailscaleLoginName(user: User): string {
+  return user.email !== '' ? user.email : user.name;
+}
+
 export function userJsonV2(user: User, tailnet: Tailnet): UserJsonV2 {
   let deviceCount = 0;
   let online = false;
@@ -26,7 +31,7 @@ export function userJsonV2(user: User, tailnet: Tailnet): UserJsonV2 {
   return {
     id: String(user.id),
     displayName: user.displayName !== '' ? user.displayName : user.name,
-    loginName: user.email !== '' ? user.email : user.name,
+    loginName: tailscaleLoginName(user),
     profilePicUrl: user.profilePicUrl,
     tailnetId: '-',
     created: user.createdAt.toISOString(),

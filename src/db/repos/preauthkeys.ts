@@ -20,6 +20,13 @@ export interface NewPreAuthKey {
 /** Why a presented pre-auth key cannot register a node (the order of checks follows Headscale). */
 export type PreAuthKeyRejection = 'invalid' | 'expired' | 'used';
 
+/** Why a known key can register no node now: it expired, or it was single-use and is used up. */
+export function whyUnusable(key: PreAuthKey, now: Date): 'expired' | 'used' | undefined {
+  if (key.expiration <= now) return 'expired';
+  if (key.used && !key.reusable) return 'used';
+  return undefined;
+}
+
 /** A rejected key still comes back when it exists, so a caller can recognise a re-registration with it. */
 export type PreAuthKeyCheck =
   | { ok: true; key: PreAuthKey }
@@ -135,9 +142,8 @@ export class PreAuthKeyRepository {
       return row && { record: toPreAuthKey(row), hash: row.hash };
     });
     if (!key) return { ok: false, reason: 'invalid' };
-    if (key.expiration <= now) return { ok: false, reason: 'expired', key };
-    if (key.used && !key.reusable) return { ok: false, reason: 'used', key };
-    return { ok: true, key };
+    const unusable = whyUnusable(key, now);
+    return unusable === undefined ? { ok: true, key } : { ok: false, reason: unusable, key };
   }
 
   /**
