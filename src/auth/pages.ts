@@ -2,17 +2,11 @@
  * The HTML pages of an OIDC login: confirmation, success and failure. Every value shown comes from
  * the device (hostname) or the identity provider (names, e-mail, error text), so all of it is escaped.
  */
-import { escapeHtml, htmlPage } from '../util/html.ts';
+import { escapeHtml, htmlPage, pageHeaders } from '../util/html.ts';
 import type { ConfirmationView } from './oidc.ts';
 
-/** Security headers for every login page: no caching, no framing (clickjacking), no referrer leaks. */
-export const PAGE_HEADERS: Readonly<Record<string, string>> = {
-  'cache-control': 'no-store',
-  'referrer-policy': 'no-referrer',
-  'x-frame-options': 'DENY',
-  'content-security-policy':
-    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-};
+/** Security headers for every login page; the confirmation page posts its form back. */
+export const PAGE_HEADERS: Readonly<Record<string, string>> = pageHeaders({ forms: true });
 
 /** The confirmation page's form button. */
 const PAGE_STYLE = 'button { font-size: 1rem; padding: 0.5rem 1.25rem; }\n';

@@ -170,6 +170,8 @@ async function assemble(
   teardown.add(() => closeServer(admin.server));
 
   const metrics = createMetrics();
+  // One list for both planes: the API's request.ip and the control plane's client address agree.
+  const trustedProxies = TrustedProxies.of(config.trusted_proxies);
   const { tailnet, policy, dns, control, derp, logins } = await startControlPlane(config, {
     store,
     log,
@@ -177,6 +179,7 @@ async function assemble(
     teardown,
     tuning,
     tlsCert: tls?.cert,
+    trustedProxies,
   });
 
   // Before the listener opens: an unavailable provider may stop start-up.
@@ -196,7 +199,7 @@ async function assemble(
     isLocalAdmin: admin.isLocal,
     logins,
     ...(oidc !== undefined ? { loginPage: oidcLoginPage(oidc) } : {}),
-    trustedProxies: TrustedProxies.of(config.trusted_proxies),
+    trustedProxies,
   });
   if (oidc !== undefined) registerOidcRoutes(app, oidc);
   app.get('/key', (request, reply) => {
@@ -290,11 +293,12 @@ interface ControlPlaneParts {
   tuning: ServerTuning;
   /** The listener's PEM certificate, when it serves TLS. */
   tlsCert: Buffer | undefined;
+  trustedProxies: TrustedProxies;
 }
 
 async function startControlPlane(
   config: Config,
-  { store, log, metrics, teardown, tuning, tlsCert }: ControlPlaneParts,
+  { store, log, metrics, teardown, tuning, tlsCert, trustedProxies }: ControlPlaneParts,
 ): Promise<{
   tailnet: Tailnet;
   policy: PolicyStore;
@@ -367,7 +371,7 @@ async function startControlPlane(
     metrics,
     logins,
     serverUrl: config.server_url,
-    trustedProxies: TrustedProxies.of(config.trusted_proxies),
+    trustedProxies,
     ...(tuning.registerLimit !== undefined ? { registerLimit: tuning.registerLimit } : {}),
   });
   metrics.observeTailnet(() => {

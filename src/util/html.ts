@@ -12,6 +12,20 @@ const HTML_ESCAPES: Record<string, string> = {
   "'": '&#39;',
 };
 
+/**
+ * Security headers for every such page: no caching, no framing (clickjacking), no referrer leaks (the
+ * URLs carry login ids), no scripts. `forms`: the page posts a form back to the server.
+ */
+export function pageHeaders(options: { forms: boolean }): Record<string, string> {
+  const formAction = options.forms ? " form-action 'self';" : '';
+  return {
+    'cache-control': 'no-store',
+    'referrer-policy': 'no-referrer',
+    'x-frame-options': 'DENY',
+    'content-security-policy': `default-src 'none'; style-src 'unsafe-inline';${formAction} frame-ancestors 'none'`,
+  };
+}
+
 export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c] ?? c);
 }

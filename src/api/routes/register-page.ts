@@ -8,7 +8,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isLoginId, type PendingLogin, type PendingLogins } from '../../state/logins.ts';
-import { escapeHtml, htmlPage } from '../../util/html.ts';
+import { escapeHtml, htmlPage, pageHeaders } from '../../util/html.ts';
 
 /** Answers the page for a pending login in place of the CLI instructions (e.g. starts OIDC). */
 export type LoginPageHandler = (
@@ -67,21 +67,11 @@ waits 15 minutes), or the link is incomplete.</p>
   );
 }
 
+/** The URL carries the login id: keep it out of other sites' logs, and the page out of frames. */
+const PAGE_HEADERS = pageHeaders({ forms: false });
+
 function sendHtml(reply: FastifyReply, status: number, html: string): FastifyReply {
-  return (
-    reply
-      .code(status)
-      .header('cache-control', 'no-store')
-      // The URL carries the login id: keep it out of other sites' logs, and the page out of frames.
-      .header('referrer-policy', 'no-referrer')
-      .header('x-frame-options', 'DENY')
-      .header(
-        'content-security-policy',
-        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-      )
-      .type('text/html; charset=utf-8')
-      .send(html)
-  );
+  return reply.code(status).headers(PAGE_HEADERS).type('text/html; charset=utf-8').send(html);
 }
 
 export function registerLoginPageRoute(
