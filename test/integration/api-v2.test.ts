@@ -80,6 +80,13 @@ function assertV2Error(res: LightMyRequestResponse, status: number, message?: Re
   if (message) assert.match(body.message, message);
 }
 
+/** POST /tailnet/-/acl with a HuJSON body and, optionally, If-Match. */
+function postAcl(body: string, ifMatch?: string) {
+  const headers: Record<string, string> = { 'content-type': 'application/hujson' };
+  if (ifMatch !== undefined) headers['if-match'] = ifMatch;
+  return call('/tailnet/-/acl', { method: 'POST', body, headers });
+}
+
 async function token(form: Record<string, string>, auth?: string) {
   return app.inject({
     method: 'POST',
@@ -211,57 +218,33 @@ describe('API v2 policy file', () => {
   });
 
   test('POST with If-Match "ts-default" works only while the default is in force; 412 in Tailscale\'s words', async () => {
-    const set = await call('/tailnet/-/acl', {
-      method: 'POST',
-      body: POLICY,
-      headers: { 'content-type': 'application/hujson', 'if-match': '"ts-default"' },
-    });
+    const set = await postAcl(POLICY, '"ts-default"');
     assert.equal(set.statusCode, 200, set.body);
     assert.equal(policy.current.text, POLICY);
     assert.equal(set.headers.etag, policy.current.etag);
-    const again = await call('/tailnet/-/acl', {
-      method: 'POST',
-      body: POLICY,
-      headers: { 'content-type': 'application/hujson', 'if-match': '"ts-default"' },
-    });
+    const again = await postAcl(POLICY, '"ts-default"');
     assert.equal(again.statusCode, 412);
     assert.deepEqual(again.json(), { message: 'precondition failed, invalid old hash', status: 412 });
   });
 
   test('POST with a stale ETag is 412; with the current one or * it applies; the text round-trips', async () => {
     const version = policy.current.version;
-    const stale = await call('/tailnet/-/acl', {
-      method: 'POST',
-      body: POLICY.replace('allow all', 'changed'),
-      headers: { 'content-type': 'application/hujson', 'if-match': '"0123"' },
-    });
+    const stale = await postAcl(POLICY.replace('allow all', 'changed'), '"0123"');
     assert.equal(stale.statusCode, 412);
     assert.equal(policy.current.version, version);
     const next = POLICY.replace('allow all', 'still allow all');
-    const ok = await call('/tailnet/-/acl', {
-      method: 'POST',
-      body: next,
-      headers: { 'content-type': 'application/hujson', 'if-match': policy.current.etag },
-    });
+    const ok = await postAcl(next, policy.current.etag);
     assert.equal(ok.statusCode, 200, ok.body);
     const raw = await call('/tailnet/-/acl', { headers: { accept: 'application/hujson' } });
     assert.equal(raw.body, next);
-    const star = await call('/tailnet/-/acl', {
-      method: 'POST',
-      body: POLICY,
-      headers: { 'content-type': 'application/hujson', 'if-match': '*' },
-    });
+    const star = await postAcl(POLICY, '*');
     assert.equal(star.statusCode, 200);
     assert.equal(policy.current.text, POLICY);
   });
 
   test('a JSON policy is accepted; an invalid one is 400 with line and column and changes nothing', async () => {
     const version = policy.current.version;
-    const bad = await call('/tailnet/-/acl', {
-      method: 'POST',
-      body: BAD_LINE_3,
-      headers: { 'content-type': 'application/hujson' },
-    });
+    const bad = await postAcl(BAD_LINE_3);
     assertV2Error(bad, 400, /group:nobody.*line 3, column/s);
     assert.equal(policy.current.version, version);
     const asJson = JSON.stringify({
@@ -270,13 +253,7 @@ describe('API v2 policy file', () => {
     });
     json(await call('/tailnet/-/acl', { method: 'POST', body: asJson }));
     assert.equal(policy.current.text, asJson);
-    json(
-      await call('/tailnet/-/acl', {
-        method: 'POST',
-        body: POLICY,
-        headers: { 'content-type': 'application/hujson' },
-      }),
-    );
+    json(await postAcl(POLICY));
   });
 
   test('validate: 200 {} when valid, 200 with message (and data for tests) when not', async () => {
@@ -308,31 +285,15 @@ describe('API v2 policy file', () => {
   });
 
   test('an empty body puts the default policy back; too large a body is 413 before it is read', async () => {
-    json(
-      await call('/tailnet/-/acl', {
-        method: 'POST',
-        body: '',
-        headers: { 'content-type': 'application/hujson' },
-      }),
-    );
+    json(await postAcl(''));
     assert.match(policy.current.text, /"acls": \[\{ "action": "accept", "src": \["\*"\]/);
     // Reset to the default, it counts as the default again: Terraform's create after a destroy.
-    const recreate = await call('/tailnet/-/acl', {
-      method: 'POST',
-      body: POLICY,
-      headers: { 'content-type': 'application/hujson', 'if-match': '"ts-default"' },
-    });
+    const recreate = await postAcl(POLICY, '"ts-default"');
     assert.equal(recreate.statusCode, 200, recreate.body);
     assert.equal(policy.current.text, POLICY);
     const huge = `{"acls": [], "hosts": {"a": "${'1'.repeat(1024 * 1024)}"}}`;
     assertV2Error(await call('/tailnet/-/acl', { method: 'POST', body: huge }), 413);
-    json(
-      await call('/tailnet/-/acl', {
-        method: 'POST',
-        body: POLICY,
-        headers: { 'content-type': 'application/hujson' },
-      }),
-    );
+    json(await postAcl(POLICY));
   });
 });
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { OidcLogin } from '../../src/auth/oidc.ts';
+import { OidcLogin, type OidcLoginOptions } from '../../src/auth/oidc.ts';
 import { parseConfig } from '../../src/config/index.ts';
 import { openStore, type Store } from '../../src/db/store.ts';
 import { createLogger } from '../../src/observe/logger.ts';
@@ -22,6 +22,31 @@ import {
 } from '../harness/oidc.ts';
 
 const SERVER_URL = 'http://127.0.0.1:9';
+
+/** A started relying party for `provider`: weft's config is its issuer and client id plus `oidc`. */
+async function relyingParty(
+  provider: TestOidcProvider,
+  dir: string,
+  oidc: Record<string, unknown>,
+  options: Omit<OidcLoginOptions, 'config' | 'serverUrl' | 'clientSecret'>,
+): Promise<OidcLogin> {
+  const config = parseConfig(
+    {
+      server_url: SERVER_URL,
+      oidc: { issuer: provider.issuer, client_id: provider.clientId, ...oidc },
+    },
+    { cwd: dir },
+  );
+  assert.ok(config.oidc);
+  const login = new OidcLogin({
+    ...options,
+    config: config.oidc,
+    serverUrl: SERVER_URL,
+    clientSecret: provider.clientSecret,
+  });
+  await login.start();
+  return login;
+}
 
 /** Logins that records completions instead of registering nodes. */
 class FakeLogins implements Logins {
@@ -75,35 +100,22 @@ describe('OidcLogin', () => {
       // Every claim in the ID token too: the identity must come out the same.
       conformIdTokenClaims: false,
     });
-    const config = parseConfig(
+    oidc = await relyingParty(
+      provider,
+      dir,
+      { use_expiry_from_token: true, policy_groups: true, scope: ['openid', 'email', 'groups'] },
       {
-        server_url: SERVER_URL,
-        oidc: {
-          issuer: provider.issuer,
-          client_id: provider.clientId,
-          use_expiry_from_token: true,
-          policy_groups: true,
-          scope: ['openid', 'email', 'groups'],
+        logins,
+        users: store.users,
+        userChanged: async (id) => {
+          usersChanged.push(id);
         },
+        groupsChanged: async (id, groups) => {
+          groupsSeen.push([id, groups]);
+        },
+        log: createLogger({ level: 'silent' }),
       },
-      { cwd: dir },
     );
-    assert.ok(config.oidc);
-    oidc = new OidcLogin({
-      config: config.oidc,
-      serverUrl: SERVER_URL,
-      clientSecret: provider.clientSecret,
-      logins,
-      users: store.users,
-      userChanged: async (id) => {
-        usersChanged.push(id);
-      },
-      groupsChanged: async (id, groups) => {
-        groupsSeen.push([id, groups]);
-      },
-      log: createLogger({ level: 'silent' }),
-    });
-    await oidc.start();
   });
 
   after(async () => {
@@ -214,27 +226,20 @@ describe('OidcLogin with use_expiry_from_token: an ID token about to expire', ()
       accounts: new Map([['ann', { email: 'ann@example.com', email_verified: true }]]),
       idTokenTtlSeconds: TOKEN_TTL_MS / 1000,
     });
-    const config = parseConfig(
+    oidc = await relyingParty(
+      provider,
+      dir,
+      { use_expiry_from_token: true },
       {
-        server_url: SERVER_URL,
-        oidc: { issuer: provider.issuer, client_id: provider.clientId, use_expiry_from_token: true },
+        logins,
+        users: store.users,
+        userChanged: async (id) => {
+          usersChanged.push(id);
+        },
+        log: createLogger({ level: 'info', format: 'json', destination: logSink }),
+        now: () => Date.now() + skewMs,
       },
-      { cwd: dir },
     );
-    assert.ok(config.oidc);
-    oidc = new OidcLogin({
-      config: config.oidc,
-      serverUrl: SERVER_URL,
-      clientSecret: provider.clientSecret,
-      logins,
-      users: store.users,
-      userChanged: async (id) => {
-        usersChanged.push(id);
-      },
-      log: createLogger({ level: 'info', format: 'json', destination: logSink }),
-      now: () => Date.now() + skewMs,
-    });
-    await oidc.start();
   });
 
   after(async () => {
